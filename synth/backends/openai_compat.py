@@ -1,0 +1,318 @@
+"""The OpenAI API and any OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI).
+
+Many requests in flight on one event loop, bounded by `concurrency`. Transient failures (429,
+5xx, timeouts, dropped connections, malformed bodies) are retried with exponential backoff and
+jitter, honouring `Retry-After`; errors that a retry can't fix fail at once: 401/403/404 stop the
+run, a 400 (e.g. context length) fails just its request. The API key is never part of the spec,
+a repr, a row or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import threading
+import time
+from typing import Any, Sequence
+
+import httpx
+import openai
+from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from synth.backends.base import ChatRequest, Completion, OnComplete, match_choice_tokens
+from synth.errors import BackendError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_NO_KEY = "sk-no-key-needed"  # local servers ignore the key but the SDK insists on one
+TOP_LOGPROBS = 20  # the most the OpenAI API returns
+
+
+class MalformedResponse(Exception):
+    """A 200 response whose body is not a usable chat completion (retried like a 5xx)."""
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, (openai.RateLimitError, openai.InternalServerError)):
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 425) or exc.status_code >= 500
+    return isinstance(
+        exc,
+        (
+            openai.APIConnectionError,  # includes APITimeoutError
+            openai.APIResponseValidationError,
+            MalformedResponse,
+            json.JSONDecodeError,
+            httpx.TransportError,
+        ),
+    )
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (`retry-after-ms`, `retry-after` as seconds or date)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class _WaitRetryAfterOrBackoff:
+    """tenacity wait: the server's Retry-After when it gives one, else exponential jitter."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.backoff = wait_exponential_jitter(initial=initial, max=maximum)
+        self.maximum = maximum
+
+    def __call__(self, retry_state) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = retry_after_seconds(exc)
+        if asked is not None:
+            return min(asked, self.maximum)
+        return self.backoff(retry_state)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class OpenAIBackend:
+    """Chat completions against `base_url` with up to `concurrency` requests in flight."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 16,
+        max_attempts: int = 6,
+        timeout: float = 120.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 60.0,
+        preflight: bool = True,
+    ):
+        self.model = model
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.spec = f"openai:{model}" + ("" if self.base_url == DEFAULT_BASE_URL else f"@{self.base_url}")
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key and self.base_url == DEFAULT_BASE_URL:
+            raise BackendError(
+                f"no API key for {self.spec}: set OPENAI_API_KEY or pass --api-key "
+                "(for a local server give its URL: openai:NAME@http://127.0.0.1:8000/v1)"
+            )
+        self._api_key = key or _NO_KEY
+        self.concurrency = max(1, concurrency)
+        self.max_attempts = max(1, max_attempts)
+        self.timeout = timeout
+        self._wait = _WaitRetryAfterOrBackoff(backoff_initial, backoff_max)
+        self._token_param = "max_tokens"
+        self._sleep = asyncio.sleep  # tests swap this to record the waits
+        if preflight:
+            self.check()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIBackend({self.spec!r}, concurrency={self.concurrency})"
+
+    # -- preflight -----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Reach the server before any model call, so a wrong URL or key fails in one line."""
+        url = f"{self.base_url}/models"
+        try:
+            response = httpx.get(url, headers={"Authorization": f"Bearer {self._api_key}"}, timeout=15)
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"cannot reach the model server at {self.base_url} ({type(exc).__name__}: {exc}); "
+                "is it running, and is the URL right (it usually ends in /v1)?"
+            ) from None
+        if response.status_code in (401, 403):
+            raise BackendError(
+                f"the server at {self.base_url} refused the API key (HTTP {response.status_code}): "
+                "set OPENAI_API_KEY or pass --api-key"
+            )
+        # Other answers (200, or 404 from servers without /models) mean the server is there.
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(
+        self, requests: Sequence[ChatRequest], on_complete: OnComplete | None = None
+    ) -> list[Completion]:
+        return _run(self._gather(requests, self._complete, on_complete))
+
+    def choice_logprobs(
+        self, requests: Sequence[ChatRequest], choices: Sequence[str]
+    ) -> list[dict[str, float] | None]:
+        async def one(client, request):
+            return await self._choice_logprobs_one(client, request, choices)
+
+        return _run(self._gather(requests, one, None))
+
+    def close(self) -> None:
+        pass
+
+    async def _gather(self, requests, work, on_complete):
+        results: list[Any] = [None] * len(requests)
+        semaphore = asyncio.Semaphore(self.concurrency)
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,  # tenacity owns retries, so Retry-After and our budget apply
+            timeout=self.timeout,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
+        ) as client:
+
+            stopped = False  # set by a fatal error: requests still queued are never sent
+
+            async def run_one(index: int, request: ChatRequest) -> None:
+                nonlocal stopped
+                async with semaphore:
+                    if stopped:
+                        return
+                    try:
+                        result = await work(client, request)
+                    except BaseException:
+                        stopped = True
+                        raise
+                results[index] = result
+                if on_complete is not None:
+                    on_complete(index, result)
+
+            tasks = [asyncio.ensure_future(run_one(i, r)) for i, r in enumerate(requests)]
+            if tasks:
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
+                for task in done:
+                    if task.exception() is not None:
+                        raise task.exception()
+        return results
+
+    async def _call(self, client, **kwargs):
+        """One chat completion with retries; raises the last error when the budget is spent."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_is_retryable),
+            wait=self._wait,
+            stop=stop_after_attempt(self.max_attempts),
+            sleep=lambda seconds: self._sleep(seconds),
+        ):
+            with attempt:
+                response = await client.chat.completions.create(**kwargs)
+                choices = getattr(response, "choices", None)
+                if not choices or getattr(choices[0], "message", None) is None:
+                    raise MalformedResponse(f"no choices in the response body: {str(response)[:200]!r}")
+                return response
+
+    def _params(self, request: ChatRequest) -> dict:
+        s = request.sampling
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": request.messages,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            self._token_param: s.max_tokens,
+        }
+        if s.seed is not None:
+            params["seed"] = s.seed
+        return params
+
+    async def _request(self, client, params: dict) -> tuple[Any, str | None]:
+        """(response, None) or (None, error text for this request); fatal errors raise."""
+        try:
+            return await self._call(client, **params), None
+        except RetryError as exc:  # stop reached while the last error was retryable
+            last = exc.last_attempt.exception()
+            return None, f"gave up after {self.max_attempts} attempts: {_describe(last)}"
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise BackendError(
+                f"{self.spec}: the server refused the API key ({_describe(exc)}); "
+                "set OPENAI_API_KEY or pass --api-key"
+            ) from None
+        except openai.NotFoundError as exc:
+            raise BackendError(
+                f"{self.spec}: not found ({_describe(exc)}); check the model name "
+                f"(GET {self.base_url}/models lists them) and that the URL ends in /v1"
+            ) from None
+        except openai.BadRequestError as exc:
+            if "max_completion_tokens" in str(exc) and self._token_param == "max_tokens":
+                # Newer OpenAI models reject max_tokens; switch once for the rest of the run.
+                self._token_param = "max_completion_tokens"
+                params = {("max_completion_tokens" if k == "max_tokens" else k): v for k, v in params.items()}
+                return await self._request(client, params)
+            return None, _describe(exc)
+        except Exception as exc:  # retryable errors re-raised on the final attempt
+            if _is_retryable(exc):
+                return None, f"gave up after {self.max_attempts} attempts: {_describe(exc)}"
+            if isinstance(exc, openai.APIStatusError):
+                return None, _describe(exc)
+            raise
+
+    async def _complete(self, client, request: ChatRequest) -> Completion:
+        response, error = await self._request(client, self._params(request))
+        if error is not None:
+            return Completion("", "error", error=error)
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        text = choice.message.content or ""
+        return Completion(
+            text=text,
+            finish_reason=choice.finish_reason or "stop",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+    async def _choice_logprobs_one(self, client, request: ChatRequest, choices) -> dict[str, float] | None:
+        params = self._params(request)
+        params.update(temperature=0.0, top_p=1.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
+        params[self._token_param] = 1
+        response, error = await self._request(client, params)
+        if error is not None:
+            return None
+        logprobs = getattr(response.choices[0], "logprobs", None)
+        content = getattr(logprobs, "content", None)
+        if not content:
+            return None
+        first = content[0]
+        top = [(t.token, t.logprob) for t in (first.top_logprobs or [])] or [(first.token, first.logprob)]
+        return match_choice_tokens(top, choices)
+
+
+def _run(coroutine):
+    """Run a coroutine to completion, also from inside a running loop (e.g. a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

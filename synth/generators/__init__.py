@@ -1,0 +1,1 @@
+"""Generators: plain functions over rows (respond, self_instruct, critique_revise, pairwise)."""

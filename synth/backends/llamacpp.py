@@ -94,7 +94,8 @@ class LlamaCppBackend:
             tokens = self._prompt_tokens(request)
             self.llm.reset()
             self.llm.eval(tokens)
-            logits = np.asarray(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float64)
+            # Without logits_all, llama.cpp keeps only the last token's logits, in the context.
+            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).astype(np.float64)
             top = logits.max()
             logprobs = logits - (top + math.log(np.exp(logits - top).sum()))
             results.append(

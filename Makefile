@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/synth generate --input examples/prompts.jsonl --model local --max-tokens 200 --output outputs/demo
+	$(BIN)/synth generate --input examples/prompts.jsonl --model local --max-tokens 400 --output outputs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -67,6 +67,7 @@ def load_embedder(device: str = "cpu"):
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(embedded_embedder_path()), device=device)

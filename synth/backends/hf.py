@@ -20,6 +20,7 @@ from synth.errors import BackendError
 class TransformersBackend:
     def __init__(self, path: str, batch_size: int = 8, device: str = "cpu", spec: str | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -6,8 +6,6 @@ that need them, so `synth --help` answers at once.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,13 @@ from synth.backends import SPEC_HELP
 MODEL_HELP = f"Model spec. {SPEC_HELP}."
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class SynthGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["synth.argv"] = ["synth", *args]  # for the manifest (secrets are masked there)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=SynthGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="synth")
 def main() -> None:
     """Synthetic feedback and training data for aligning language models.
@@ -34,81 +38,102 @@ def default_output(command: str) -> Path:
     return Path("outputs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-@main.command()
+def run_options(command: str):
+    """The options every model-calling command shares: run folder, cache, cost, retries."""
+
+    def decorate(f):
+        options = [
+            click.option("--model", default="local", show_default=True, help=MODEL_HELP),
+            click.option("--output", type=click.Path(path_type=Path),
+                         help=f"Run folder; re-running into it resumes.  [default: outputs/{command}-<timestamp>]"),
+            click.option("--overwrite", is_flag=True, help="Discard what the run folder holds and start again."),
+            click.option("--cache", type=click.Path(path_type=Path),
+                         help="A response cache shared between runs.  [default: cache.sqlite in the run folder]"),
+            click.option("--dry-run", is_flag=True, help="Count rows and estimate tokens and cost; call no model."),
+            click.option("--limit", type=click.IntRange(1), help="Process only the first N input rows."),
+            click.option("--max-cost-usd", type=click.FloatRange(0), help="Stop cleanly (resumable) before spending more than this."),
+            click.option("--prices", type=click.Path(path_type=Path), help="Price table (YAML, USD per million tokens).  [default: the shipped one]"),
+            click.option("--keep-truncated", is_flag=True, help="Keep responses cut off by --max-tokens (flagged meta.truncated).  [default: reject]"),
+            click.option("--retry-rejected", is_flag=True, help="Ask the model again for rows rejected before, instead of reusing the cached response."),
+            click.option("--concurrency", type=click.IntRange(1), help="Requests in flight (API models) or batch size (local models).  [default: 16 / 8]"),
+            click.option("--max-retries", type=click.IntRange(0), default=5, show_default=True, help="Retries per request on 429/5xx/timeouts (API models)."),
+            click.option("--request-timeout", type=click.FloatRange(0.1), default=120.0, show_default=True, help="Seconds per request (API models)."),
+            click.option("--api-key", help="API key for openai: models.  [default: $OPENAI_API_KEY]; never written anywhere."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def make_run_options(command: str, kw: dict):
+    from synth.runner import RunOptions
+
+    return RunOptions(
+        output=kw.pop("output") or default_output(command), overwrite=kw.pop("overwrite"), cache=kw.pop("cache"),
+        dry_run=kw.pop("dry_run"), limit=kw.pop("limit"), max_cost_usd=kw.pop("max_cost_usd"),
+        prices=kw.pop("prices"), keep_truncated=kw.pop("keep_truncated"), retry_rejected=kw.pop("retry_rejected"),
+        concurrency=kw.pop("concurrency"), max_retries=kw.pop("max_retries"),
+        request_timeout=kw.pop("request_timeout"), api_key=kw.pop("api_key"),
+        argv=click.get_current_context().meta.get("synth.argv", []),
+    )
+
+
+EXIT_CODES = """\b
+Exit codes: 0 done; 1 some requests failed after retries (in rejected.jsonl;
+re-run to retry them); 2 bad input or options; 3 the model backend can't be used;
+4 stopped by --max-cost-usd; 130 interrupted. Every finished row is kept in all cases."""
+
+
+@main.command(epilog=EXIT_CODES)
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="JSONL with a 'prompt' (string) or 'messages' (chat list) per row, or a .txt file, one prompt per line.")
-@click.option("--model", default="local", show_default=True, help=MODEL_HELP)
-@click.option("--output", type=click.Path(path_type=Path), help="Run folder.  [default: outputs/generate-<timestamp>]")
 @click.option("--field", help="Read the prompt from this field instead of 'messages'/'prompt'.")
 @click.option("--system", help="A system message put before every prompt.")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True)
 @click.option("--top-p", type=click.FloatRange(0, 1), default=1.0, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(1), default=256, show_default=True, help="Most tokens per response.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (where the backend supports one).")
-@click.option("--concurrency", type=click.IntRange(1), help="Requests in flight (API models) or batch size (local models).  [default: 16 / 8]")
-@click.option("--api-key", help="API key for openai: models.  [default: $OPENAI_API_KEY]; never written anywhere.")
-def generate(input_path, model, output, field, system, temperature, top_p, max_tokens, seed, concurrency, api_key):
+@run_options("generate")
+def generate(input_path, field, system, temperature, top_p, max_tokens, seed, model, **kw):
     """One response per input row.
 
     \b
-    Example:
+    Examples:
       synth generate --input prompts.jsonl --model local --output outputs/demo
-      synth generate --input prompts.jsonl --model openai:gpt-4o-mini --concurrency 32
-      synth generate --input p.jsonl --model openai:qwen@http://127.0.0.1:8000/v1
+      synth generate --input prompts.jsonl --model openai:gpt-4o-mini --max-cost-usd 2
+      synth generate --input p.jsonl --model openai:qwen@http://127.0.0.1:8000/v1 --concurrency 64
 
-    Each output row keeps the input's fields and adds `id`, `response` and `meta` (model,
-    sampling, token usage, finish reason). A response cut off by --max-tokens, or a request that
-    failed, goes to rejected.jsonl with its reason instead.
+    Each output row keeps the input's fields and adds `id` (a hash of the prompt), `response`
+    and `meta` (model, sampling, token usage, finish reason). A response cut off by
+    --max-tokens, an empty one, or a request that kept failing goes to rejected.jsonl with its
+    reason. Re-running the same command resumes: finished rows are skipped and cached
+    responses are reused, so nothing is paid for twice.
     """
-    from synth.backends import Sampling, load_backend, parse_spec
-    from synth.generators.respond import prepare_requests, response_row
+    from synth.backends import Sampling, parse_spec
+    from synth.generators.respond import GENERATOR, prepare_requests, response_row
     from synth.rows import read_rows
+    from synth.runner import Job, execute
 
+    opts = make_run_options("generate", kw)
     # Everything a user can get wrong is checked before the model is loaded or called.
     parse_spec(model)
     rows = read_rows(input_path)
     sampling = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    prepared = prepare_requests(rows, input_path, sampling, field=field, system=system)
-    output = output or default_output("generate")
-    output.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(row_id, row.data, request) for row_id, row, request in
+            prepare_requests(rows, input_path, sampling, field=field, system=system)]
+    identity = {"input": str(Path(input_path).resolve()), "model": model, "sampling": sampling.to_dict(),
+                "field": field, "system": system}
+    config = {**identity, "keep_truncated": opts.keep_truncated, "limit": opts.limit,
+              "concurrency": opts.concurrency, "max_cost_usd": opts.max_cost_usd}
 
-    started = time.monotonic()
-    backend = load_backend(model, concurrency=concurrency, api_key=api_key)
-    totals = {"rows": 0, "rejected": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0}
-    from tqdm import tqdm
+    def build_row(job: Job, completion):
+        return response_row(job.id, job.input, job.request, completion, model)
 
-    with (output / "rows.jsonl").open("a", encoding="utf-8") as rows_file, \
-            (output / "rejected.jsonl").open("a", encoding="utf-8") as rejected_file, \
-            tqdm(total=len(prepared), unit="row", desc="generate", file=sys.stderr, dynamic_ncols=True) as bar:
-
-        def on_complete(index: int, completion) -> None:
-            row_id, row, request = prepared[index]
-            totals["prompt_tokens"] += completion.prompt_tokens
-            totals["completion_tokens"] += completion.completion_tokens
-            if completion.error or completion.finish_reason == "length" or not completion.text.strip():
-                reason = "error" if completion.error else "truncated" if completion.finish_reason == "length" else "empty"
-                totals["rejected"] += 1
-                totals["errors"] += reason == "error"
-                record = {"id": row_id, "reason": reason, "error": completion.error, "input": row.data,
-                          "response": completion.text}
-                rejected_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-                rejected_file.flush()
-            else:
-                out = response_row(row_id, row, request, completion, backend.spec)
-                rows_file.write(json.dumps(out, ensure_ascii=False) + "\n")
-                rows_file.flush()
-                totals["rows"] += 1
-            bar.update(1)
-
-        backend.generate([request for _, _, request in prepared], on_complete=on_complete)
-    backend.close()
-    seconds = time.monotonic() - started
-    click.echo(
-        f"generate: {totals['rows']} rows -> {output / 'rows.jsonl'}, {totals['rejected']} rejected · "
-        f"{totals['prompt_tokens']} tokens in, {totals['completion_tokens']} out · {seconds:.1f} s"
-    )
-    if totals["errors"]:
-        raise SystemExit(1)
+    outcome = execute(GENERATOR, identity, config, jobs, model, build_row, opts)
+    if outcome.exit_code:
+        raise SystemExit(outcome.exit_code)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ finish_reason "length", when longer), `GET /v1/models`, and `GET /stats`.
 Faults, chosen per request:
 - `script`: a list of behaviours for the first requests, in arrival order, then normal answers;
 - `fail_rate` + `fail_kinds` + `seed`: a seeded random share of requests fails;
-- `fail_prompts`: prompts that fail on every request (to exhaust the retry budget).
+- `fail_prompts`: prompts that fail on every request (to exhaust the retry budget), with
+  `fail_prompts_with` (default "500").
 A behaviour is "ok", "429", "429:SECONDS" (with Retry-After), "500", "503", "400", "401", "404",
 "timeout" (sleep past the client's timeout), "drop" (close the socket), "garbage" (200, not JSON),
 "empty" (200, JSON without choices).
@@ -35,6 +36,7 @@ class Faults:
     fail_rate: float = 0.0
     fail_kinds: tuple[str, ...] = ("429", "500", "503", "timeout", "garbage", "drop")
     fail_prompts: tuple[str, ...] = ()
+    fail_prompts_with: str = "500"
     seed: int = 0
     timeout_sleep: float = 5.0
     delay: float = 0.0
@@ -120,7 +122,7 @@ class LoopbackServer:
             return self.faults.script[index]
         prompt = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         if prompt in self.faults.fail_prompts:
-            return "500"
+            return self.faults.fail_prompts_with
         if self.faults.fail_rate and self._random.random() < self.faults.fail_rate:
             return self._random.choice(self.faults.fail_kinds)
         return "ok"

@@ -69,16 +69,24 @@ def parse_spec(spec: str) -> ModelSpec:
     return ModelSpec(kind, target)
 
 
-def load_backend(spec: str | ModelSpec, concurrency: int | None = None, api_key: str | None = None) -> Backend:
+def load_backend(
+    spec: str | ModelSpec,
+    concurrency: int | None = None,
+    api_key: str | None = None,
+    max_attempts: int = 6,
+    timeout: float = 120.0,
+) -> Backend:
     """Build the backend for a spec; local models load here, API servers are reached once here.
 
-    `concurrency` is requests in flight for API backends and the batch size for local ones.
+    `concurrency` is requests in flight for API backends and the batch size for local ones;
+    `max_attempts` and `timeout` (seconds per request) apply to API backends.
     """
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     if parsed.kind == "openai":
         from synth.backends.openai_compat import OpenAIBackend
 
-        return OpenAIBackend(parsed.target, base_url=parsed.base_url, api_key=api_key, concurrency=concurrency or 16)
+        return OpenAIBackend(parsed.target, base_url=parsed.base_url, api_key=api_key, concurrency=concurrency or 16,
+                             max_attempts=max_attempts, timeout=timeout)
     if parsed.kind == "scripted":
         from synth.backends.scripted import ScriptedBackend
 

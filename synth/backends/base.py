@@ -33,6 +33,12 @@ class Sampling:
 class ChatRequest:
     messages: list[Message]
     sampling: Sampling = field(default_factory=Sampling)
+    sample: int = 0  # which of several samples of the same prompt: part of the cache key and seed
+
+    @property
+    def seed(self) -> int | None:
+        """The seed to send: distinct per sample, so k samples of one prompt differ."""
+        return None if self.sampling.seed is None else self.sampling.seed + self.sample
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    cached: bool = False  # served from the response cache: no model call, no spend
 
     @property
     def ok(self) -> bool:
@@ -49,6 +56,14 @@ class Completion:
 
 
 OnComplete = Callable[[int, Completion], None]
+
+
+class StopRun(Exception):
+    """Raised by an `on_complete` callback to stop a run cleanly (e.g. a cost limit was reached).
+
+    A backend that sees it sends no new request, still delivers the requests already in flight
+    (they are paid for) through `on_complete`, then re-raises it.
+    """
 
 
 @runtime_checkable

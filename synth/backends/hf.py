@@ -92,8 +92,9 @@ class TransformersBackend:
         for group in self._batches(requests):
             sampling = requests[group[0][0]].sampling
             ids, mask = self._pad([p for _, p in group])
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed)
+            seed = requests[group[0][0]].seed
+            if seed is not None:
+                torch.manual_seed(seed)
             sample = sampling.temperature > 0
             extra = {"temperature": sampling.temperature, "top_p": sampling.top_p} if sample else {}
             with torch.inference_mode():

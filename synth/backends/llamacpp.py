@@ -56,7 +56,7 @@ class LlamaCppBackend:
                 temperature=s.temperature,
                 top_p=s.top_p,
                 max_tokens=s.max_tokens,
-                seed=s.seed,
+                seed=request.seed,
             )
         except ValueError as exc:  # e.g. "Requested tokens (5000) exceed context window of 4096"
             return Completion("", "error", error=str(exc))

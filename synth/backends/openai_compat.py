@@ -22,7 +22,7 @@ import openai
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from synth.backends.base import ChatRequest, Completion, OnComplete, match_choice_tokens
+from synth.backends.base import ChatRequest, Completion, OnComplete, StopRun, match_choice_tokens
 from synth.errors import BackendError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -179,7 +179,8 @@ class OpenAIBackend:
             http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
         ) as client:
 
-            stopped = False  # set by a fatal error: requests still queued are never sent
+            stopped = False  # set by a fatal error or StopRun: requests still queued are never sent
+            stop_requested: list[int] = []
 
             async def run_one(index: int, request: ChatRequest) -> None:
                 nonlocal stopped
@@ -193,7 +194,11 @@ class OpenAIBackend:
                         raise
                 results[index] = result
                 if on_complete is not None:
-                    on_complete(index, result)
+                    try:
+                        on_complete(index, result)
+                    except StopRun:  # send nothing new; what is in flight still lands
+                        stopped = True
+                        stop_requested.append(index)
 
             tasks = [asyncio.ensure_future(run_one(i, r)) for i, r in enumerate(requests)]
             if tasks:
@@ -205,6 +210,8 @@ class OpenAIBackend:
                 for task in done:
                     if task.exception() is not None:
                         raise task.exception()
+        if stop_requested:
+            raise StopRun()
         return results
 
     async def _call(self, client, **kwargs):
@@ -231,8 +238,8 @@ class OpenAIBackend:
             "top_p": s.top_p,
             self._token_param: s.max_tokens,
         }
-        if s.seed is not None:
-            params["seed"] = s.seed
+        if request.seed is not None:
+            params["seed"] = request.seed
         return params
 
     async def _request(self, client, params: dict) -> tuple[Any, str | None]:

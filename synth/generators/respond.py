@@ -26,17 +26,17 @@ def prepare_requests(
 
 
 def response_row(
-    row_id: str, row: InputRow, request: ChatRequest, completion: Completion, model_spec: str
+    row_id: str, source: dict[str, Any], request: ChatRequest, completion: Completion, model_spec: str
 ) -> dict[str, Any]:
     """The output row: the input's fields, the response, and where it came from."""
-    out = {k: v for k, v in row.data.items() if k not in ("id", "meta", "response")}
+    out = {k: v for k, v in source.items() if k not in ("id", "meta", "response")}
     out["id"] = row_id
     out["response"] = completion.text
     out["meta"] = {
         "generator": GENERATOR,
         "model": model_spec,
         "sampling": request.sampling.to_dict(),
-        "parent_ids": [row.data["id"]] if isinstance(row.data.get("id"), str) else [],
+        "parent_ids": [source["id"]] if isinstance(source.get("id"), str) else [],
         "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
         "finish_reason": completion.finish_reason,
     }

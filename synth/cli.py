@@ -57,6 +57,7 @@ def run_options(command: str):
             click.option("--retry-rejected", is_flag=True, help="Ask the model again for rows rejected before, instead of reusing the cached response."),
             click.option("--concurrency", type=click.IntRange(1), help="Requests in flight (API models) or batch size (local models).  [default: 16 / 8]"),
             click.option("--max-retries", type=click.IntRange(0), default=5, show_default=True, help="Retries per request on 429/5xx/timeouts (API models)."),
+            click.option("--max-retry-wait", type=click.FloatRange(0), default=60.0, show_default=True, help="Longest wait between retries, in seconds (a Retry-After header is honoured up to this)."),
             click.option("--request-timeout", type=click.FloatRange(0.1), default=120.0, show_default=True, help="Seconds per request (API models)."),
             click.option("--api-key", help="API key for openai: models.  [default: $OPENAI_API_KEY]; never written anywhere."),
         ]
@@ -75,7 +76,7 @@ def make_run_options(command: str, kw: dict):
         dry_run=kw.pop("dry_run"), limit=kw.pop("limit"), max_cost_usd=kw.pop("max_cost_usd"),
         prices=kw.pop("prices"), keep_truncated=kw.pop("keep_truncated"), retry_rejected=kw.pop("retry_rejected"),
         concurrency=kw.pop("concurrency"), max_retries=kw.pop("max_retries"),
-        request_timeout=kw.pop("request_timeout"), api_key=kw.pop("api_key"),
+        request_timeout=kw.pop("request_timeout"), max_retry_wait=kw.pop("max_retry_wait"), api_key=kw.pop("api_key"),
         argv=click.get_current_context().meta.get("synth.argv", []),
     )
 

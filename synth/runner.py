@@ -54,6 +54,7 @@ class RunOptions:
     prices: Path | None = None
     max_retries: int = 5
     request_timeout: float = 120.0
+    max_retry_wait: float = 60.0
     progress: bool = True
     argv: list[str] = field(default_factory=list)
 
@@ -99,7 +100,7 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
     cache = ResponseCache(opts.cache or opts.output / "cache.sqlite")
     backend = CachedBackend(
         load_backend(model, concurrency=opts.concurrency, api_key=opts.api_key,
-                     max_attempts=opts.max_retries + 1, timeout=opts.request_timeout),
+                     max_attempts=opts.max_retries + 1, timeout=opts.request_timeout, max_wait=opts.max_retry_wait),
         cache,
     )
     run.manifest["models"] = {backend.spec: {"price_usd_per_million": price.__dict__ if price else None}}

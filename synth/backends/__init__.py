@@ -75,18 +75,20 @@ def load_backend(
     api_key: str | None = None,
     max_attempts: int = 6,
     timeout: float = 120.0,
+    max_wait: float = 60.0,
 ) -> Backend:
     """Build the backend for a spec; local models load here, API servers are reached once here.
 
     `concurrency` is requests in flight for API backends and the batch size for local ones;
-    `max_attempts` and `timeout` (seconds per request) apply to API backends.
+    `max_attempts`, `timeout` (seconds per request) and `max_wait` (longest wait between
+    retries) apply to API backends.
     """
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
     if parsed.kind == "openai":
         from synth.backends.openai_compat import OpenAIBackend
 
         return OpenAIBackend(parsed.target, base_url=parsed.base_url, api_key=api_key, concurrency=concurrency or 16,
-                             max_attempts=max_attempts, timeout=timeout)
+                             max_attempts=max_attempts, timeout=timeout, backoff_max=max_wait)
     if parsed.kind == "scripted":
         from synth.backends.scripted import ScriptedBackend
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -67,21 +68,125 @@ class Outcome:
     run: Run | None = None
 
 
-BuildRow = Callable[[Job, Completion], "dict | Rejection"]
+BuildRow = Callable[[Job, Completion], "dict | list[dict] | Rejection"]
 
 
-def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: str,
-            build_row: BuildRow, opts: RunOptions) -> Outcome:
-    """Run `jobs` on `model` into `opts.output`, resuming whatever an earlier run left."""
+class ModelRun:
+    """An open run folder with its cached backend, spend and counts: what generators call through.
+
+    `call` sends jobs and hands each (job, completion) to a callback as it lands; `record` is the
+    standard way to turn one into a row or a rejection; `stopping` turns a cost stop, a ^C or a
+    crash into the right run status; `close` writes the manifest and prints the summary.
+    """
+
+    def __init__(self, command: str, identity: dict, config: dict, model: str, opts: RunOptions):
+        from synth.cache import CachedBackend, ResponseCache
+
+        self.command, self.opts = command, opts
+        self.price = check_price(model, opts)
+        self.run = Run.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv)
+        self.cache = ResponseCache(opts.cache or opts.output / "cache.sqlite")
+        self.backend = CachedBackend(
+            load_backend(model, concurrency=opts.concurrency, api_key=opts.api_key, max_attempts=opts.max_retries + 1,
+                         timeout=opts.request_timeout, max_wait=opts.max_retry_wait),
+            self.cache,
+        )
+        self.run.manifest["models"] = {self.backend.spec: {"price_usd_per_million": self.price.__dict__ if self.price else None}}
+        self.counts: Counter = Counter()
+        self.status, self.exit_code = "complete", EXIT_OK
+        self.skipped = 0
+        self.notes: list[str] = []
+        self._started = time.monotonic()
+
+    def begin(self, jobs: list[Job]) -> None:
+        """Start writing; rejected rows among `jobs` are done again (from the cache, or fresh
+        with --retry-rejected)."""
+        redo = {j.id for j in jobs if j.id in self.run.rejected_before}
+        if self.opts.retry_rejected:
+            for job in jobs:
+                if job.id in redo:
+                    self.cache.forget(self.backend.key(job.request))
+        self.run.begin(redo)
+
+    def progress(self, total: int, initial: int = 0, unit: str = "row"):
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, unit=unit, desc=self.command, file=sys.stderr,
+                    dynamic_ncols=True, disable=not self.opts.progress, smoothing=0.1)
+
+    def call(self, jobs: list[Job], on_result: Callable[[Job, Completion], None], bar=None) -> None:
+        """Send `jobs`; `on_result(job, completion)` runs as each lands. Raises StopRun when the
+        cost limit is reached (in-flight requests still land first)."""
+
+        def on_complete(index: int, completion: Completion) -> None:
+            job = jobs[index]
+            if completion.cached:
+                self.counts["cache_hits"] += 1
+            else:
+                cost = self.price.cost(completion.prompt_tokens, completion.completion_tokens) if self.price else 0.0
+                self.run.add_tokens(self.backend.spec, completion.prompt_tokens, completion.completion_tokens, cost)
+                self.counts["model_calls"] += 1
+            on_result(job, completion)
+            if bar is not None:
+                bar.update(1)
+            self.run.save_manifest(every=2.0)
+            limit = self.opts.max_cost_usd
+            if limit is not None and self.counts["model_calls"]:
+                spent = self.run.manifest["cost_usd"]
+                if spent + spent / self.counts["model_calls"] > limit:
+                    raise StopRun()
+
+        if jobs:
+            self.backend.generate([j.request for j in jobs], on_complete=on_complete)
+
+    def record(self, job: Job, completion: Completion, build_row: "BuildRow") -> None:
+        """Write the row `build_row` makes, or the rejection (truncated, empty, error, ...)."""
+        outcome = _judge(job, completion, build_row, self.opts.keep_truncated)
+        if isinstance(outcome, Rejection):
+            self.reject(job.id, outcome, job.input, completion.text)
+            return
+        for row in outcome if isinstance(outcome, list) else [outcome]:
+            if row["id"] not in self.run.done:
+                self.run.write_row(row)
+                self.counts["written"] += 1
+
+    def reject(self, row_id: str, rejection: Rejection, source: dict, response: str | None = None, **extra: Any) -> None:
+        if rejection.error:
+            extra["error"] = rejection.error
+        if response:
+            extra["response"] = response
+        self.run.reject(row_id, rejection.reason, source, **extra)
+        self.counts[f"rejected:{rejection.reason}"] += 1
+
+    @contextmanager
+    def stopping(self):
+        """Turn StopRun into 'stopped' and ^C into 'interrupted'; a crash marks the run failed."""
+        try:
+            yield
+        except StopRun:
+            self.status, self.exit_code = "stopped", EXIT_COST_LIMIT
+        except KeyboardInterrupt:
+            self.status, self.exit_code = "interrupted", EXIT_INTERRUPTED
+        except BaseException:
+            self.run.finish("failed")
+            self.backend.close()
+            raise
+
+    def close(self, duplicates: int = 0) -> Outcome:
+        if self.status == "complete" and self.counts["rejected:error"]:
+            self.exit_code = EXIT_FAILED_ROWS
+        self.run.manifest["cache_hits"] = self.run.manifest.get("cache_hits", 0) + self.counts["cache_hits"]
+        self.run.finish(self.status)
+        self.backend.close()
+        text = summary(self.command, self.run, self.counts, self.skipped, duplicates, self.status,
+                       time.monotonic() - self._started)
+        click.echo("\n".join([text, *self.notes]))
+        return Outcome(self.status, self.exit_code, self.counts, self.run)
+
+
+def check_price(model: str, opts: RunOptions):
+    """The model's price (None when unknown); refuse a cost limit we could not enforce."""
     from synth.prices import load_prices, price_for
-
-    unique: dict[str, Job] = {}
-    for job in jobs:
-        unique.setdefault(job.id, job)  # the same inputs give the same row: do it once
-    duplicates = len(jobs) - len(unique)
-    jobs = list(unique.values())[: opts.limit] if opts.limit else list(unique.values())
-    done_before = {r.get("id") for r in read_jsonl_repairing_readonly(opts.output / ROWS)} if not opts.overwrite else set()
-    todo = [j for j in jobs if j.id not in done_before]
 
     price = price_for(model, load_prices(opts.prices))
     if opts.max_cost_usd is not None and price is None:
@@ -89,83 +194,35 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
             f"--max-cost-usd: no known price for '{model}'; add it to a price table "
             "(copy synth/prices.yaml) and pass --prices FILE"
         )
+    return price
+
+
+def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: str,
+            build_row: BuildRow, opts: RunOptions) -> Outcome:
+    """One model call per job into `opts.output`, resuming whatever an earlier run left."""
+    unique: dict[str, Job] = {}
+    for job in jobs:
+        unique.setdefault(job.id, job)  # the same inputs give the same row: do it once
+    duplicates = len(jobs) - len(unique)
+    jobs = list(unique.values())[: opts.limit] if opts.limit else list(unique.values())
+    done_before = set() if opts.overwrite else {r.get("id") for r in read_jsonl_readonly(opts.output / ROWS)}
+    todo = [j for j in jobs if j.id not in done_before]
     if opts.dry_run:
-        click.echo(dry_run_report(command, jobs, todo, model, price, duplicates))
+        click.echo(dry_run_report(command, jobs, todo, model, check_price(model, opts), duplicates))
         return Outcome("dry-run", EXIT_OK)
 
     config = {**config, "input_rows": len(jobs) + duplicates, "duplicate_inputs": duplicates}
-    run = Run.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv)
-    from synth.cache import CachedBackend, ResponseCache
-
-    cache = ResponseCache(opts.cache or opts.output / "cache.sqlite")
-    backend = CachedBackend(
-        load_backend(model, concurrency=opts.concurrency, api_key=opts.api_key,
-                     max_attempts=opts.max_retries + 1, timeout=opts.request_timeout, max_wait=opts.max_retry_wait),
-        cache,
-    )
-    run.manifest["models"] = {backend.spec: {"price_usd_per_million": price.__dict__ if price else None}}
-    redo = {j.id for j in todo if j.id in run.rejected_before}
-    if opts.retry_rejected:
-        for job in todo:
-            if job.id in redo:
-                cache.forget(backend.key(job.request))
-    run.begin(redo)
-    counts: Counter = Counter()
-    status, exit_code = "complete", EXIT_OK
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="row", desc=command, file=sys.stderr,
-               dynamic_ncols=True, disable=not opts.progress, smoothing=0.1)
-
-    def on_complete(index: int, completion: Completion) -> None:
-        job = todo[index]
-        if completion.cached:
-            counts["cache_hits"] += 1
-        else:
-            cost = price.cost(completion.prompt_tokens, completion.completion_tokens) if price else 0.0
-            run.add_tokens(backend.spec, completion.prompt_tokens, completion.completion_tokens, cost)
-            counts["model_calls"] += 1
-        outcome = _judge(job, completion, build_row, opts.keep_truncated)
-        if isinstance(outcome, Rejection):
-            extra = {"error": outcome.error} if outcome.error else {}
-            if completion.text:
-                extra["response"] = completion.text
-            run.reject(job.id, outcome.reason, job.input, **extra)
-            counts[f"rejected:{outcome.reason}"] += 1
-        else:
-            run.write_row(outcome)
-            counts["written"] += 1
-        bar.update(1)
-        run.save_manifest(every=2.0)
-        if opts.max_cost_usd is not None and counts["model_calls"]:
-            spent = run.manifest["cost_usd"]
-            if spent + spent / counts["model_calls"] > opts.max_cost_usd:
-                raise StopRun()
-
-    started = time.monotonic()
-    try:
-        backend.generate([j.request for j in todo], on_complete=on_complete)
-    except StopRun:
-        status, exit_code = "stopped", EXIT_COST_LIMIT
-    except KeyboardInterrupt:
-        status, exit_code = "interrupted", EXIT_INTERRUPTED
-    except BaseException:
-        bar.close()
-        run.finish("failed")
-        backend.close()
-        raise
+    session = ModelRun(command, identity, config, model, opts)
+    session.skipped = len(jobs) - len(todo)
+    session.begin(todo)
+    bar = session.progress(len(jobs), initial=session.skipped)
+    with session.stopping():
+        session.call(todo, lambda job, completion: session.record(job, completion, build_row), bar)
     bar.close()
-    if status == "complete" and counts["rejected:error"]:
-        exit_code = EXIT_FAILED_ROWS
-    run.manifest["cache_hits"] = run.manifest.get("cache_hits", 0) + counts["cache_hits"]
-    run.finish(status)
-    backend.close()
-    click.echo(summary(command, run, counts, len(jobs) - len(todo), duplicates, status, time.monotonic() - started))
-    return Outcome(status, exit_code, counts, run)
+    return session.close(duplicates)
 
 
-def _judge(job: Job, completion: Completion, build_row: BuildRow, keep_truncated: bool) -> "dict | Rejection":
+def _judge(job: Job, completion: Completion, build_row: BuildRow, keep_truncated: bool) -> "dict | list[dict] | Rejection":
     """A usable row, or why not. Never a row with an empty or cut-off generated field unflagged."""
     if completion.error:
         return Rejection("error", completion.error)
@@ -175,12 +232,13 @@ def _judge(job: Job, completion: Completion, build_row: BuildRow, keep_truncated
     if not completion.text.strip():
         return Rejection("empty", "the model returned no text")
     row = build_row(job, completion)
-    if isinstance(row, dict) and truncated:
-        row.setdefault("meta", {})["truncated"] = True
+    if truncated and not isinstance(row, Rejection):
+        for one in row if isinstance(row, list) else [row]:
+            one.setdefault("meta", {})["truncated"] = True
     return row
 
 
-def read_jsonl_repairing_readonly(path: Path) -> list[dict]:
+def read_jsonl_readonly(path: Path) -> list[dict]:
     """Like read_jsonl_repairing, without touching the file (for --dry-run)."""
     if not path.exists():
         return []

@@ -98,15 +98,21 @@ class ModelRun:
         self.notes: list[str] = []
         self._started = time.monotonic()
 
-    def begin(self, jobs: list[Job]) -> None:
-        """Start writing; rejected rows among `jobs` are done again (from the cache, or fresh
-        with --retry-rejected)."""
-        redo = {j.id for j in jobs if j.id in self.run.rejected_before}
+    def begin(self, jobs: list[Job] | None = None) -> None:
+        """Start writing. Rejected rows among `jobs` (all of them when None: a generator that
+        replays from the cache) are dropped from rejected.jsonl: this invocation does them again,
+        from the cache, or fresh with --retry-rejected."""
+        redo = set(self.run.rejected_before) if jobs is None else {j.id for j in jobs if j.id in self.run.rejected_before}
+        if jobs is not None:
+            self.forget_rejected(jobs)
+        self.run.begin(redo)
+
+    def forget_rejected(self, jobs: list[Job]) -> None:
+        """With --retry-rejected, ask the model again for jobs rejected by an earlier invocation."""
         if self.opts.retry_rejected:
             for job in jobs:
-                if job.id in redo:
+                if job.id in self.run.rejected_before:
                     self.cache.forget(self.backend.key(job.request))
-        self.run.begin(redo)
 
     def progress(self, total: int, initial: int = 0, unit: str = "row"):
         from tqdm import tqdm
@@ -139,9 +145,12 @@ class ModelRun:
         if jobs:
             self.backend.generate([j.request for j in jobs], on_complete=on_complete)
 
-    def record(self, job: Job, completion: Completion, build_row: "BuildRow") -> None:
-        """Write the row `build_row` makes, or the rejection (truncated, empty, error, ...)."""
-        outcome = _judge(job, completion, build_row, self.opts.keep_truncated)
+    def record(self, job: Job, completion: Completion, build_row: "BuildRow", reads_truncated: bool = False) -> None:
+        """Write the row(s) `build_row` makes, or the rejection (truncated, empty, error, ...).
+
+        `reads_truncated`: build_row itself salvages the complete parts of a cut-off response
+        (e.g. the whole instances before the cut), so truncation alone doesn't reject it."""
+        outcome = _judge(job, completion, build_row, self.opts.keep_truncated, reads_truncated)
         if isinstance(outcome, Rejection):
             self.reject(job.id, outcome, job.input, completion.text)
             return
@@ -222,17 +231,18 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
     return session.close(duplicates)
 
 
-def _judge(job: Job, completion: Completion, build_row: BuildRow, keep_truncated: bool) -> "dict | list[dict] | Rejection":
+def _judge(job: Job, completion: Completion, build_row: BuildRow, keep_truncated: bool,
+           reads_truncated: bool = False) -> "dict | list[dict] | Rejection":
     """A usable row, or why not. Never a row with an empty or cut-off generated field unflagged."""
     if completion.error:
         return Rejection("error", completion.error)
     truncated = completion.finish_reason == "length"
-    if truncated and not keep_truncated:
+    if truncated and not keep_truncated and not reads_truncated:
         return Rejection("truncated", "the response hit the token limit (raise --max-tokens, or --keep-truncated)")
     if not completion.text.strip():
         return Rejection("empty", "the model returned no text")
     row = build_row(job, completion)
-    if truncated and not isinstance(row, Rejection):
+    if truncated and not reads_truncated and not isinstance(row, Rejection):
         for one in row if isinstance(row, list) else [row]:
             one.setdefault("meta", {})["truncated"] = True
     return row

@@ -1,0 +1,1 @@
+"""Filters: each keeps a row or drops it with a reason."""

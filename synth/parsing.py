@@ -1,0 +1,76 @@
+"""Parsers for model output: numbered lists, Input/Output instances, yes/no answers.
+
+Models format lists in many ways ("1.", "2)", "Task 3:", "**4.**", blank lines between items,
+a preamble, a closing remark). Parsers accept all of them and return plain strings; what they
+can't read they report as empty, so the caller records an `unparseable` rejection, never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ITEM = re.compile(r"^\s*(?:[*#>\-]\s*)*\**\s*(?:task\s*)?(\d{1,4})\s*\**\s*[.):\-]\**\s+(.*)$", re.IGNORECASE)
+_NONE = {"", "none", "n/a", "na", "null", "<noinput>", "no input", "(none)", "-"}
+
+
+def parse_numbered_list(text: str) -> list[str]:
+    """Items of a numbered list; continuation lines join their item, a blank line ends it."""
+    items: list[str] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        match = _ITEM.match(line)
+        if match:
+            if current:
+                items.append(" ".join(current))
+            current = [match.group(2).strip()]
+        elif current is not None:
+            if line.strip():
+                current.append(line.strip())
+            else:
+                items.append(" ".join(current))
+                current = None
+    if current:
+        items.append(" ".join(current))
+    cleaned = (re.sub(r"\s+", " ", item).strip().strip("*").strip() for item in items)
+    return [item for item in cleaned if item]
+
+
+def _none_to_empty(value: str) -> str:
+    value = value.strip()
+    return "" if value.lower().strip(".") in _NONE else value
+
+
+_INPUT_FIRST = re.compile(
+    r"(?:^|\n)\s*Input\s*:\s*(?P<input>.*?)\s*\n\s*Output\s*:\s*(?P<output>.*?)"
+    r"(?=\n\s*(?:Example\s*\d*\s*:?\s*\n|Input\s*:)|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
+_OUTPUT_ONLY = re.compile(r"(?:^|\n)\s*Output\s*:\s*(?P<output>.*?)(?=\n\s*Example\s*\d*\s*:?\s*\n|\Z)", re.I | re.S)
+_OUTPUT_FIRST = re.compile(
+    r"(?:^|\n)\s*Class\s*label\s*:\s*(?P<output>.*?)\s*\n\s*Input\s*:\s*(?P<input>.*?)"
+    r"(?=\n\s*Class\s*label\s*:|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def parse_instances(text: str, output_first: bool, limit: int = 5) -> list[dict[str, str]]:
+    """(input, output) pairs from "Input: ... Output: ..." (or "Class label: ... Input: ...")."""
+    text = "\n" + text.strip()
+    pattern = _OUTPUT_FIRST if output_first else _INPUT_FIRST
+    found = [(m.group("input"), m.group("output")) for m in pattern.finditer(text)]
+    if not found and not output_first:
+        found = [("", m.group("output")) for m in _OUTPUT_ONLY.finditer(text)]
+    instances, seen = [], set()
+    for raw_input, raw_output in found:
+        input_text, output = _none_to_empty(raw_input), raw_output.strip()
+        if not output or output == input_text or (input_text, output) in seen:
+            continue
+        seen.add((input_text, output))
+        instances.append({"input": input_text, "output": output})
+    return instances[:limit]
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """True for an answer that starts with yes, False for no, None when it says neither."""
+    match = re.match(r"\W*(yes|no)\b", text.strip(), re.IGNORECASE)
+    return None if match is None else match.group(1).lower() == "yes"

@@ -2,9 +2,10 @@
 
 What: Self-Instruct (Wang et al. 2023) keeps a generated instruction only if its ROUGE-L F-measure
 against every instruction already in the pool is <= 0.7. The reference code scores each candidate
-against the whole pool with `rouge_score` (pure-Python LCS tables), about a second per candidate
-at a pool of 10,000. This module makes exactly the same keep/reject decisions (same tokenizer, same
-float expression for F) in well under a millisecond, and its cost grows sub-linearly with the pool.
+against the whole pool with `rouge_score` (pure-Python LCS tables): 0.3-1.2 s per candidate at a
+pool of 10,000 on two cores, depending on text length. This module makes exactly the same
+keep/reject decisions (same tokenizer, same float expression for F) in well under a millisecond,
+and its cost grows sub-linearly with the pool.
 
 How: every text is tokenized once and its tokens mapped to single characters, so the LCS is
 rapidfuzz's compiled `LCSseq.similarity` on two short strings. Pairs that provably cannot exceed
@@ -110,12 +111,13 @@ class RougeLFilter:
         index = len(self.texts)
         chars, postings = self._chars, self._postings
         codes = []
-        seen: dict[str, int] = {}
-        for token in tokens:
+        for token in tokens:  # all codes first: an OverflowError leaves the pool unchanged
             code = chars.get(token)
             if code is None:
                 code = chars[token] = _char(len(chars))
             codes.append(code)
+        seen: dict[str, int] = {}
+        for code in codes:
             k = seen[code] = seen.get(code, 0) + 1
             posting = postings.get((code, k))
             if posting is None:
@@ -179,20 +181,19 @@ class RougeLFilter:
         keep = 2 * bound > tp * (lens + m)
         if not keep.any():
             return None
-        items, lens = items[keep], lens[keep]
+        items, lens = items[keep].tolist(), lens[keep].tolist()
         query, strs = self._query(tokens), self._strs
         if len(items) <= _LOOP_MAX:  # a few: a Python loop beats cdist's set-up
-            best: Match | None = None
-            for index, n in zip(items.tolist(), lens.tolist()):
-                f = _fmeasure(LCSseq.similarity(query, strs[index]), n, m)
-                if f > t and (best is None or f > best.score):
-                    best = Match(index, f)
-            return best
-        choices = [strs[i] for i in items.tolist()]
-        lcs = process.cdist([query], choices, scorer=LCSseq.similarity, dtype=np.int32)[0]
-        f = _fmeasure_array(lcs, lens, m)
-        top = int(np.argmax(f))  # first of the maxima: lowest pool index, as items are sorted
-        return Match(int(items[top]), float(f[top])) if f[top] > t else None
+            lcs = [LCSseq.similarity(query, strs[i]) for i in items]
+        else:
+            lcs = process.cdist([query], [strs[i] for i in items], scorer=LCSseq.similarity,
+                                dtype=np.int32)[0].tolist()
+        best: Match | None = None
+        for index, n, common in zip(items, lens, lcs):  # ascending index: ties keep the first
+            f = _fmeasure(common, n, m)
+            if f > t and (best is None or f > best.score):
+                best = Match(index, f)
+        return best
 
     def _max(self, tokens: list[str]) -> Match | None:
         size = len(self.texts)

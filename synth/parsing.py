@@ -60,6 +60,9 @@ def parse_instances(text: str, output_first: bool, limit: int = 5) -> list[dict[
     found = [(m.group("input"), m.group("output")) for m in pattern.finditer(text)]
     if not found and not output_first:
         found = [("", m.group("output")) for m in _OUTPUT_ONLY.finditer(text)]
+        if not found and not re.search(r"(?im)^\s*(input|output)\s*:", text):
+            # As the paper's prompt allows: a task that needs no input is answered directly.
+            found = [("", text)]
     instances, seen = [], set()
     for raw_input, raw_output in found:
         input_text, output = _none_to_empty(raw_input), raw_output.strip()

@@ -53,7 +53,10 @@ def test_parse_instances_both_orders():
     text = "Class label: Positive\nInput: I love it.\n\nClass label: Negative\nInput: Awful."
     assert parse_instances(text, output_first=True) == [{"input": "I love it.", "output": "Positive"},
                                                         {"input": "Awful.", "output": "Negative"}]
-    assert parse_instances("no markers", output_first=False) == []
+    # A task with no input may be answered directly; a classification answer needs its labels.
+    assert parse_instances("Just the answer.", output_first=False) == [{"input": "", "output": "Just the answer."}]
+    assert parse_instances("Just the answer.", output_first=True) == []
+    assert parse_instances("Input: dangling with no output", output_first=False) == []
     dupes = "Input: a\nOutput: b\nInput: a\nOutput: b\nInput: same\nOutput: same"
     assert parse_instances(dupes, output_first=False) == [{"input": "a", "output": "b"}]
 

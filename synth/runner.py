@@ -79,19 +79,26 @@ class ModelRun:
     crash into the right run status; `close` writes the manifest and prints the summary.
     """
 
-    def __init__(self, command: str, identity: dict, config: dict, model: str, opts: RunOptions):
+    def __init__(self, command: str, identity: dict, config: dict, model: str | list[str], opts: RunOptions,
+                 rows_name: str = "rows.jsonl"):
         from synth.cache import CachedBackend, ResponseCache
 
         self.command, self.opts = command, opts
-        self.price = check_price(model, opts)
-        self.run = Run.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv)
+        models = list(dict.fromkeys([model] if isinstance(model, str) else model))
+        self.prices = {m: check_price(m, opts) for m in models}
+        self.run = Run.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv,
+                            rows_name=rows_name)
         self.cache = ResponseCache(opts.cache or opts.output / "cache.sqlite")
-        self.backend = CachedBackend(
-            load_backend(model, concurrency=opts.concurrency, api_key=opts.api_key, max_attempts=opts.max_retries + 1,
-                         timeout=opts.request_timeout, max_wait=opts.max_retry_wait),
-            self.cache,
-        )
-        self.run.manifest["models"] = {self.backend.spec: {"price_usd_per_million": self.price.__dict__ if self.price else None}}
+        # One cached backend per model spec (e.g. a generator and a separate critic), one cache.
+        self.backends = {
+            m: CachedBackend(load_backend(m, concurrency=opts.concurrency, api_key=opts.api_key,
+                                          max_attempts=opts.max_retries + 1, timeout=opts.request_timeout,
+                                          max_wait=opts.max_retry_wait), self.cache)
+            for m in models
+        }
+        self.backend = self.backends[models[0]]
+        self.run.manifest["models"] = {b.spec: {"price_usd_per_million": self.prices[m].__dict__ if self.prices[m] else None}
+                                       for m, b in self.backends.items()}
         self.counts: Counter = Counter()
         self.status, self.exit_code = "complete", EXIT_OK
         self.skipped = 0
@@ -120,17 +127,20 @@ class ModelRun:
         return tqdm(total=total, initial=initial, unit=unit, desc=self.command, file=sys.stderr,
                     dynamic_ncols=True, disable=not self.opts.progress, smoothing=0.1)
 
-    def call(self, jobs: list[Job], on_result: Callable[[Job, Completion], None], bar=None) -> None:
-        """Send `jobs`; `on_result(job, completion)` runs as each lands. Raises StopRun when the
-        cost limit is reached (in-flight requests still land first)."""
+    def call(self, jobs: list[Job], on_result: Callable[[Job, Completion], None], bar=None,
+             model: str | None = None) -> None:
+        """Send `jobs` to `model` (the first one by default); `on_result(job, completion)` runs as
+        each lands. Raises StopRun when the cost limit is reached (in-flight requests land first)."""
+        backend = self.backends[model] if model else self.backend
+        price = self.prices[model] if model else next(iter(self.prices.values()))
 
         def on_complete(index: int, completion: Completion) -> None:
             job = jobs[index]
             if completion.cached:
                 self.counts["cache_hits"] += 1
             else:
-                cost = self.price.cost(completion.prompt_tokens, completion.completion_tokens) if self.price else 0.0
-                self.run.add_tokens(self.backend.spec, completion.prompt_tokens, completion.completion_tokens, cost)
+                cost = price.cost(completion.prompt_tokens, completion.completion_tokens) if price else 0.0
+                self.run.add_tokens(backend.spec, completion.prompt_tokens, completion.completion_tokens, cost)
                 self.counts["model_calls"] += 1
             on_result(job, completion)
             if bar is not None:
@@ -143,7 +153,7 @@ class ModelRun:
                     raise StopRun()
 
         if jobs:
-            self.backend.generate([j.request for j in jobs], on_complete=on_complete)
+            backend.generate([j.request for j in jobs], on_complete=on_complete)
 
     def record(self, job: Job, completion: Completion, build_row: "BuildRow", reads_truncated: bool = False) -> None:
         """Write the row(s) `build_row` makes, or the rejection (truncated, empty, error, ...).
@@ -167,6 +177,11 @@ class ModelRun:
         self.run.reject(row_id, rejection.reason, source, **extra)
         self.counts[f"rejected:{rejection.reason}"] += 1
 
+    def _close_backends(self) -> None:
+        for backend in self.backends.values():
+            backend.backend.close()
+        self.cache.close()
+
     @contextmanager
     def stopping(self):
         """Turn StopRun into 'stopped' and ^C into 'interrupted'; a crash marks the run failed."""
@@ -178,7 +193,7 @@ class ModelRun:
             self.status, self.exit_code = "interrupted", EXIT_INTERRUPTED
         except BaseException:
             self.run.finish("failed")
-            self.backend.close()
+            self._close_backends()
             raise
 
     def close(self, duplicates: int = 0) -> Outcome:
@@ -186,7 +201,7 @@ class ModelRun:
             self.exit_code = EXIT_FAILED_ROWS
         self.run.manifest["cache_hits"] = self.run.manifest.get("cache_hits", 0) + self.counts["cache_hits"]
         self.run.finish(self.status)
-        self.backend.close()
+        self._close_backends()
         text = summary(self.command, self.run, self.counts, self.skipped, duplicates, self.status,
                        time.monotonic() - self._started)
         click.echo("\n".join([text, *self.notes]))
@@ -283,7 +298,7 @@ def dry_run_report(command: str, jobs: list[Job], todo: list[Job], model: str, p
 
 def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: int, status: str, seconds: float) -> str:
     rejected = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("rejected:")}
-    tokens = run.manifest["tokens"].get(next(iter(run.manifest.get("models", {})), ""), {})
+    tokens = {k: sum(t.get(k, 0) for t in run.manifest["tokens"].values()) for k in ("prompt", "completion")}
     parts = [
         f"{command}: {counts['written']} rows written" + (f" ({skipped} already done)" if skipped else ""),
         f"{sum(rejected.values())} rejected" + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items())) + ")" if rejected else ""),
@@ -292,7 +307,7 @@ def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: i
         f"${run.manifest['cost_usd']:.4f}",
         f"{seconds:.1f} s",
     ]
-    text = " · ".join(parts) + f"\n  -> {run.folder / ROWS}"
+    text = " · ".join(parts) + f"\n  -> {run.folder / run.rows_name}"
     if duplicates:
         text += f"\n  {duplicates} duplicate input rows were done once"
     if status == "stopped":

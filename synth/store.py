@@ -99,6 +99,7 @@ class Run:
     command: str
     identity: dict  # what decides the output: a different identity can't resume this folder
     manifest: dict
+    rows_name: str = ROWS  # the file whose ids mark a row done
     done: set[str] = field(default_factory=set)  # ids already in rows.jsonl
     rejected_before: dict[str, dict] = field(default_factory=dict)  # id -> its rejected.jsonl record
     counts: Counter = field(default_factory=Counter)
@@ -109,13 +110,15 @@ class Run:
 
     @classmethod
     def open(cls, folder: Path, command: str, identity: dict, config: dict, overwrite: bool = False,
-             argv: list[str] | None = None) -> "Run":
+             argv: list[str] | None = None, rows_name: str = ROWS) -> "Run":
         folder = Path(folder)
         fingerprint = stable_id(command, identity)
         manifest_path = folder / MANIFEST
         if overwrite and folder.exists():
-            for name in (ROWS, REJECTED, MANIFEST, "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"):
+            for name in (MANIFEST, "stats.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"):
                 (folder / name).unlink(missing_ok=True)
+            for path in folder.glob("*.jsonl"):  # rows, rejected and every derived view
+                path.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         manifest: dict = {}
         if manifest_path.exists():
@@ -123,15 +126,15 @@ class Run:
                 manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 manifest = {}
-        has_rows = (folder / ROWS).exists() and (folder / ROWS).stat().st_size > 0
+        has_rows = (folder / rows_name).exists() and (folder / rows_name).stat().st_size > 0
         if has_rows and manifest.get("fingerprint") != fingerprint:
             raise SynthError(
                 f"{folder} holds rows of another run ({_difference(manifest, command, identity)}); "
                 "use another --output folder, or --overwrite to discard them"
             )
-        rows = read_jsonl_repairing(folder / ROWS)
+        rows = read_jsonl_repairing(folder / rows_name)
         rejected = read_jsonl_repairing(folder / REJECTED)
-        run = cls(folder, command, identity, manifest)
+        run = cls(folder, command, identity, manifest, rows_name=rows_name)
         run.done = {r["id"] for r in rows if "id" in r}
         run.rejected_before = {r["id"]: r for r in rejected if "id" in r}
         run.manifest = {
@@ -162,7 +165,7 @@ class Run:
             tmp = self.folder / (REJECTED + ".tmp")
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
             os.replace(tmp, self.folder / REJECTED)
-        self._rows = (self.folder / ROWS).open("a", encoding="utf-8")
+        self._rows = (self.folder / self.rows_name).open("a", encoding="utf-8")
         self._rejected = (self.folder / REJECTED).open("a", encoding="utf-8")
         self._started = time.monotonic()
         self.manifest["invocations"].append({"started_at": _now(), "argv": self.manifest["argv"]})

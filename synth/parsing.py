@@ -77,3 +77,65 @@ def parse_yes_no(text: str) -> bool | None:
     """True for an answer that starts with yes, False for no, None when it says neither."""
     match = re.match(r"\W*(yes|no)\b", text.strip(), re.IGNORECASE)
     return None if match is None else match.group(1).lower() == "yes"
+
+
+# -- critiques and revisions ---------------------------------------------------------------
+
+_LABEL_WORDS = (r"(?:revised|rewritten|new|improved|final)\s+(?:answer|response|version)|revision|critique|"
+                r"answer|response|assistant")
+_LEADING_LABEL = re.compile(rf"^\s*(?:\*\*|__)?\s*(?:{_LABEL_WORDS})\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*", re.IGNORECASE)
+_PREAMBLE = re.compile(
+    rf"^\s*(?:(?:sure|certainly|okay|ok|of course)[,!.]?\s*)?(?:here(?:'s| is)|below is)\s+(?:the\s+|a\s+|my\s+)?"
+    rf"(?:{_LABEL_WORDS})[^:\n]{{0,40}}:\s*",
+    re.IGNORECASE,
+)
+# A line where the template's own structure starts again: the model ran on past its answer.
+_LEAK = re.compile(
+    r"\n\s*(?:\[/?(?:REQUEST|ANSWER|CRITIQUE)\]|(?:critique|revision)\s+request\s*:|principle\s*:|"
+    r"(?:\*\*)?(?:critique|revised answer|revision)(?:\*\*)?\s*:|example review\b|now (?:review|rewrite) this)",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"^\[[A-Z][A-Z _-]{1,20}\]\s*")
+_MARKERS = re.compile(r"\[/?(?:REQUEST|ANSWER|CRITIQUE)\]", re.IGNORECASE)
+_QUOTES = [('"', '"'), ("“", "”"), ("'", "'")]
+
+
+def clean_model_text(text: str) -> str:
+    """A critique or revision without echoed labels, preambles, wrapping quotes or template leakage.
+
+    "Revision: ..." -> "...", "Here is the revised answer: ..." -> "...", text after a line that
+    restarts the template ("Critique:", "[REQUEST]", ...) is cut, markers are removed.
+    """
+    text = text.strip()
+    for _ in range(3):  # labels can stack: "**Revised answer:** Revision: ..."
+        before = text
+        text = _PREAMBLE.sub("", text, count=1)
+        text = _LEADING_LABEL.sub("", text, count=1).strip()
+        if _MARKERS.match(text):
+            text = _MARKERS.sub("", text, count=1).strip()
+        text = _TAG.sub("", text, count=1).strip()  # "[SUGGESTION] ...", "[TIP] ..."
+        if text == before:
+            break
+    leak = _LEAK.search("\n" + text)
+    if leak:
+        text = ("\n" + text)[: leak.start()].strip()
+    text = _MARKERS.sub("", text).strip()
+    for left, right in _QUOTES:
+        inner = text[len(left):-len(right)] if len(text) > 1 else ""
+        if text.startswith(left) and text.endswith(right) and left not in inner and right not in inner:
+            text = inner.strip()
+    return text
+
+
+_REFUSAL_TO_REVISE = re.compile(
+    r"^\s*(?:(?:no|there (?:is|are) no)\s+(?:revision|changes?|edits?)s?\s+(?:is |are )?(?:needed|necessary|required)"
+    r"|the (?:original )?(?:answer|response) (?:is|was) (?:already|fine|good|appropriate|acceptable)"
+    r"|i (?:cannot|can't|can not|won't|will not|am unable to) (?:revise|rewrite|improve|change)"
+    r"|(?:the|this) (?:answer|response) (?:does not|doesn't) need (?:any )?(?:revision|changes?))",
+    re.IGNORECASE,
+)
+
+
+def is_refusal_to_revise(text: str) -> bool:
+    """A "revision" that declines to revise ("No revision needed", "The answer is already fine")."""
+    return bool(_REFUSAL_TO_REVISE.match(text))

@@ -114,12 +114,13 @@ class ModelRun:
             self.forget_rejected(jobs)
         self.run.begin(redo)
 
-    def forget_rejected(self, jobs: list[Job]) -> None:
+    def forget_rejected(self, jobs: list[Job], model: str | None = None) -> None:
         """With --retry-rejected, ask the model again for jobs rejected by an earlier invocation."""
         if self.opts.retry_rejected:
+            backend = self.backends[model] if model else self.backend
             for job in jobs:
                 if job.id in self.run.rejected_before:
-                    self.cache.forget(self.backend.key(job.request))
+                    self.cache.forget(backend.key(job.request))
 
     def progress(self, total: int, initial: int = 0, unit: str = "row"):
         from tqdm import tqdm

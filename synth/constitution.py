@@ -120,7 +120,9 @@ def validate(data: Any) -> list[tuple[str, str]]:
                     problems.append((f"{where}.{key}", "empty text" if isinstance(p[key], str) or p[key] is None else "must be a string"))
             if "id" in p:
                 pid = p["id"]
-                if not isinstance(pid, str) or not ID_PATTERN.match(pid):
+                if not isinstance(pid, str):
+                    problems.append((f"{where}.id", f"must be a string, YAML read {pid!r} (quote it: id: \"{pid}\")"))
+                elif not ID_PATTERN.match(pid):
                     problems.append((f"{where}.id", "must be a short name of letters, digits, '-', '_' or '.'"))
                 elif pid in ids:
                     problems.append((f"{where}.id", f"duplicate id '{pid}' (also principles[{ids[pid]}])"))

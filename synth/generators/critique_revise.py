@@ -181,6 +181,8 @@ def _revise(session: ModelRun, states: list[RowState], k: int, constitution: Con
             _fail(state, "empty", f"{where}: the revision is empty")
         elif not revision:
             _fail(state, "unparseable", f"{where}: nothing left of the revision once labels are removed", completion.text)
+        elif revision.endswith(":"):
+            _fail(state, "unparseable", f"{where}: an introduction with no answer after it", revision)
         elif is_refusal_to_revise(revision):
             _fail(state, "refusal_to_revise", f"{where}: the model declined to revise", revision)
         elif _normalise(revision) == _normalise(state.current):

@@ -38,6 +38,9 @@ class Template:
             return env.from_string(self.text).render(**values).strip()
         except jinja2.TemplateSyntaxError as exc:
             raise SynthError(f"{self.path} line {exc.lineno}: template syntax error: {exc.message}") from None
+        except jinja2.exceptions.SecurityError as exc:
+            raise SynthError(f"{self.path}: the template tried something unsafe ({exc}); templates may only "
+                             "insert the values they are given") from None
         except jinja2.UndefinedError as exc:
             raise SynthError(
                 f"{self.path}: {exc.message}; this template is given: {', '.join(sorted(values))}"

@@ -197,28 +197,43 @@ def _revise(session: ModelRun, states: list[RowState], k: int, constitution: Con
 
 
 class LeakCheck:
-    """A revision that copies a few-shot example, recites a principle, or parrots the request."""
+    """A revision that copies a few-shot example, recites a principle, or parrots the request.
 
-    def __init__(self, constitution: Constitution, threshold: float = 0.7):
-        from synth.filters.rouge import RougeLFilter
+    Copying is measured on ROUGE-L tokens: the revision leaks when its ROUGE-L F-measure with the
+    source passes `threshold`, or when most of it (`containment`) is a subsequence of the source,
+    which catches a revision that copies part of a longer example.
+    """
 
-        self.threshold = threshold
-        texts = []
+    def __init__(self, constitution: Constitution, threshold: float = 0.7, containment: float = 0.8):
+        from synth.filters.rouge import rouge_tokenize
+
+        self.threshold, self.containment = threshold, containment
+        self.tokenize = rouge_tokenize
+        self.sources = []
         for e in constitution.examples:
-            texts += [("a few-shot example's revision", e.revision), ("a few-shot example's answer", e.response),
-                      ("a few-shot example's critique", e.critique)]
-        self.examples = RougeLFilter(threshold, [t for _, t in texts])
-        self.labels = [label for label, _ in texts]
-        self.rouge = RougeLFilter
+            self.sources += [("a few-shot example's revision", rouge_tokenize(e.revision)),
+                             ("a few-shot example's answer", rouge_tokenize(e.response)),
+                             ("a few-shot example's critique", rouge_tokenize(e.critique))]
+
+    def copied(self, revision: list[str], source: list[str]) -> bool:
+        from rapidfuzz.distance import LCSseq
+
+        from synth.filters.rouge import rouge_l_f
+
+        if not revision or not source:
+            return False
+        if rouge_l_f(source, revision) > self.threshold:
+            return True
+        return len(revision) >= 8 and LCSseq.similarity(revision, source) / len(revision) >= self.containment
 
     def leak(self, revision: str, principle: Principle, request: str = "") -> str | None:
-        match = self.examples.find_similar(revision)
-        if match is not None:
-            return f"copies {self.labels[match.index]} (ROUGE-L {match.score:.2f})"
-        recital = self.rouge(self.threshold, [principle.critique, principle.revision]).find_similar(revision)
-        if recital is not None or _normalise(principle.revision) in _normalise(revision):
+        tokens = self.tokenize(revision)
+        for label, source in self.sources:
+            if self.copied(tokens, source):
+                return f"copies {label}"
+        if any(self.copied(tokens, self.tokenize(text)) for text in (principle.critique, principle.revision)):
             return f"recites the principle '{principle.id}' instead of answering"
-        if request and self.rouge(self.threshold, [request]).find_similar(revision) is not None:
+        if request and self.copied(tokens, self.tokenize(request)):
             return "repeats the request instead of answering it"
         return None
 

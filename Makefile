@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The main job: a constitutional SFT + preference dataset from constitutions/harmless.yaml on the
+# embedded model. Re-running it resumes (nothing is generated twice).
 demo: $(STAMP)
-	$(BIN)/synth generate --input examples/prompts.jsonl --model local --max-tokens 400 --output outputs/demo
+	$(BIN)/synth critique-revise --prompts examples/prompts.jsonl --constitution constitutions/harmless.yaml \
+		--model local --rounds 1 --max-tokens 400 --keep-truncated --output outputs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -46,7 +46,7 @@ def run_options(command: str):
             click.option("--model", default="local", show_default=True, help=MODEL_HELP),
             click.option("--output", type=click.Path(path_type=Path),
                          help=f"Run folder; re-running into it resumes.  [default: outputs/{command}-<timestamp>]"),
-            click.option("--overwrite", is_flag=True, help="Discard what the run folder holds and start again."),
+            click.option("--overwrite", is_flag=True, help="Discard the run folder's rows and start again (its response cache is kept and reused)."),
             click.option("--cache", type=click.Path(path_type=Path),
                          help="A response cache shared between runs.  [default: cache.sqlite in the run folder]"),
             click.option("--dry-run", is_flag=True, help="Count rows and estimate tokens and cost; call no model."),

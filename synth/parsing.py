@@ -96,7 +96,7 @@ _LEAK = re.compile(
     re.IGNORECASE,
 )
 _TAG = re.compile(r"^\[[A-Z][A-Z _-]{1,20}\]\s*")
-_MARKERS = re.compile(r"\[/?(?:REQUEST|ANSWER|CRITIQUE)\]", re.IGNORECASE)
+_MARKERS = re.compile(r"\[/?(?:REQUEST|ANSWER|CRITIQUE|RESPONSE|REVISION)\]", re.IGNORECASE)
 _QUOTES = [('"', '"'), ("“", "”"), ("'", "'")]
 
 

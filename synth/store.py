@@ -115,7 +115,8 @@ class Run:
         fingerprint = stable_id(command, identity)
         manifest_path = folder / MANIFEST
         if overwrite and folder.exists():
-            for name in (MANIFEST, "stats.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"):
+            # The response cache stays: starting again re-judges paid-for responses for free.
+            for name in (MANIFEST, "stats.json"):
                 (folder / name).unlink(missing_ok=True)
             for path in folder.glob("*.jsonl"):  # rows, rejected and every derived view
                 path.unlink()

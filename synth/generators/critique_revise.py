@@ -211,7 +211,8 @@ class LeakCheck:
         self.tokenize = rouge_tokenize
         self.sources = []
         for e in constitution.examples:
-            self.sources += [("a few-shot example's revision", rouge_tokenize(e.revision)),
+            self.sources += [("a few-shot example's request", rouge_tokenize(e.prompt)),
+                             ("a few-shot example's revision", rouge_tokenize(e.revision)),
                              ("a few-shot example's answer", rouge_tokenize(e.response)),
                              ("a few-shot example's critique", rouge_tokenize(e.critique))]
 

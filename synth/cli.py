@@ -38,12 +38,12 @@ def default_output(command: str) -> Path:
     return Path("outputs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_options(command: str):
+def run_options(command: str, model_option: bool = True):
     """The options every model-calling command shares: run folder, cache, cost, retries."""
 
     def decorate(f):
-        options = [
-            click.option("--model", default="local", show_default=True, help=MODEL_HELP),
+        options = [click.option("--model", default="local", show_default=True, help=MODEL_HELP)] if model_option else []
+        options += [
             click.option("--output", type=click.Path(path_type=Path),
                          help=f"Run folder; re-running into it resumes.  [default: outputs/{command}-<timestamp>]"),
             click.option("--overwrite", is_flag=True, help="Discard the run folder's rows and start again (its response cache is kept and reused)."),
@@ -429,6 +429,8 @@ def constitution_validate(files):
     if failed:
         raise SystemExit(2)
 
+
+from synth import cli_feedback  # noqa: E402,F401  (registers respond, label, eval-judge)
 
 if __name__ == "__main__":
     main()

@@ -156,6 +156,25 @@ class ModelRun:
         if jobs:
             backend.generate([j.request for j in jobs], on_complete=on_complete)
 
+    def logprobs(self, requests: list[ChatRequest], choices: list[str], model: str | None = None) -> list[dict | None]:
+        """Choice log-probabilities through the cache. Token use is estimated (backends don't
+        report it for these one-token calls): prompt tokens as --dry-run estimates, 1 out."""
+        from synth.prices import estimate_prompt_tokens
+
+        backend = self.backends[model] if model else self.backend
+        price = self.prices[model] if model else next(iter(self.prices.values()))
+        calls_before = backend.calls
+        results = backend.choice_logprobs(requests, choices) if requests else []
+        fresh = backend.calls - calls_before
+        self.counts["cache_hits"] += len(requests) - fresh
+        self.counts["model_calls"] += fresh
+        if fresh:
+            prompt = sum(estimate_prompt_tokens(r) for r in requests) * fresh // max(1, len(requests))
+            self.run.add_tokens(backend.spec, prompt, fresh, price.cost(prompt, fresh) if price else 0.0, requests=fresh)
+            self.run.manifest["tokens_estimated_for_logprob_calls"] = True
+        self.run.save_manifest(every=2.0)
+        return results
+
     def record(self, job: Job, completion: Completion, build_row: "BuildRow", reads_truncated: bool = False) -> None:
         """Write the row(s) `build_row` makes, or the rejection (truncated, empty, error, ...).
 

@@ -184,10 +184,10 @@ class Run:
         self._rejected.flush()
         self.counts[f"rejected:{reason}"] += 1
 
-    def add_tokens(self, model: str, prompt: int, completion: int, cost: float = 0.0) -> None:
+    def add_tokens(self, model: str, prompt: int, completion: int, cost: float = 0.0, requests: int = 1) -> None:
         """Tokens actually spent on model calls (cache hits cost nothing and are not counted)."""
         entry = self.manifest["tokens"].setdefault(model, {"requests": 0, "prompt": 0, "completion": 0})
-        entry["requests"] += 1
+        entry["requests"] += requests
         entry["prompt"] += prompt
         entry["completion"] += completion
         self.manifest["cost_usd"] = round(self.manifest["cost_usd"] + cost, 8)

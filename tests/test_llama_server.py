@@ -71,3 +71,13 @@ def test_choice_logprobs_through_a_real_server(llama_server):
     # The server runs the same GGUF as the in-process backend: the same distribution.
     [local] = load_backend("local").choice_logprobs([ChatRequest([{"role": "user", "content": question}])], ["A", "B"])
     assert logprobs["A"] == pytest.approx(local["A"], abs=0.05)
+
+
+def test_judge_probabilities_through_a_real_server(llama_server):
+    from synth.generators.pairwise import p_first_from_logprobs
+
+    backend = load_backend(f"openai:smollm2@{llama_server}")
+    asks = [ChatRequest([{"role": "user", "content": f"Repeat exactly this letter: {letter}"}]) for letter in "AB"]
+    p_a, p_b = (p_first_from_logprobs(lp) for lp in backend.choice_logprobs(asks, ["A", "B"]))
+    assert 0 < p_a < 1 and 0 < p_b < 1  # normalised over the two letters
+    assert p_a > 0.5 > p_b  # the choice flips with the content

@@ -260,3 +260,16 @@ def test_respond_then_label_on_the_local_model(tmp_path, write_jsonl):
     for row in labeled:
         assert 0.5 <= row["score"] <= 1 and row["meta"]["read_from"] == ["logprobs"]
         assert row["chosen"] != row["rejected"]
+
+
+def test_cot_reasons_first_then_reads_the_letter(tmp_path, write_jsonl, judge):
+    src = write_jsonl([{"prompt": "boiling?", "candidates": [BAD, GOOD]}])
+    out = tmp_path / "cot"
+    assert run_label(src, out, "--cot").exit_code == 0
+    [row] = read(out / "rows.jsonl")
+    assert row["chosen"] == GOOD and row["meta"]["cot"] is True
+    backend = judge[-1]
+    assert len(backend.requests) == 2 and all("Final answer: A" in r.messages[0]["content"] for r in backend.requests)
+    follow_ups = backend.logprob_requests
+    assert len(follow_ups) == 2 and all(r.messages[-1]["content"].startswith("So, which response") for r in follow_ups)
+    assert all(r.messages[1]["role"] == "assistant" for r in follow_ups)

@@ -15,13 +15,14 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from synth.cli import main  # noqa: E402
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from resume_overhead import timed_run as run  # noqa: E402
 
 SEEDS = REPO.parent / "shared" / "data" / "self_instruct_seed_tasks.jsonl"
 
@@ -35,16 +36,6 @@ def seed_pairs(n: int) -> list[dict]:
         prompt = task["instruction"] + (("\n\n" + task["instances"][0]["input"]) if task["instances"][0]["input"] else "")
         rows.append({"prompt": prompt, "candidates": [task["instances"][0]["output"], other["instances"][0]["output"]]})
     return rows
-
-
-def run(args: list[str]) -> float:
-    start = time.perf_counter()
-    try:
-        main.main(args=args, standalone_mode=False)
-    except SystemExit as exc:
-        if exc.code:
-            raise
-    return time.perf_counter() - start
 
 
 def main_benchmark(judge: str, n: int, pairs_file: Path | None) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from synth.cli import EXIT_CODES, main, make_run_options, resolve_constitution, run_options
+from synth.cli import EXIT_CODES, main, make_run_options, run_options
+from synth.cli_constitution import resolve_constitution
 
 
 @main.command(epilog=EXIT_CODES)

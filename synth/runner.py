@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 
 import click
 
-from synth.backends import load_backend, parse_spec
+from synth.backends import load_backend
 from synth.backends.base import ChatRequest, Completion, StopRun
 from synth.errors import SynthError
 from synth.store import ROWS, Run

@@ -22,7 +22,7 @@ def count_lines(path):
 
 
 def synth_cmd(server, src, out, *extra):
-    return [sys.executable, "-m", "synth.cli", "generate", "--input", str(src), "--model", f"openai:m@{server.url}",
+    return [sys.executable, "-m", "synth", "generate", "--input", str(src), "--model", f"openai:m@{server.url}",
             "--output", str(out), "--concurrency", "4", *extra]
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import synth.runner
-from synth.backends import ChatRequest, Completion, load_backend
+from synth.backends import ChatRequest, load_backend
 from synth.backends.scripted import ScriptedBackend
 from synth.cli import main
 from synth.cli_feedback import split_transcripts

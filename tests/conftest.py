@@ -10,6 +10,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from loopback_server import Faults, LoopbackServer  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Shared CI machines are noisy: a slow example is not a failure (speed is for benchmarks/).
+settings.register_profile("synth", deadline=None)
+settings.load_profile("synth")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -331,9 +331,9 @@ def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: i
     if duplicates:
         text += f"\n  {duplicates} duplicate input rows were done once"
     if status == "stopped":
-        text += "\n  stopped: --max-cost-usd reached; re-run the same command with a higher limit to resume"
+        text += f"\n  stopped: --max-cost-usd reached; re-run the same command with --output {run.folder} and a higher limit to resume"
     elif status == "interrupted":
-        text += "\n  interrupted: every finished row is saved; re-run the same command to resume"
+        text += f"\n  interrupted: every finished row is saved; re-run the same command with --output {run.folder} to resume"
     elif rejected.get("error"):
-        text += "\n  some requests failed after retries (see rejected.jsonl); re-run the same command to retry them"
+        text += f"\n  some requests failed after retries (see rejected.jsonl); re-run the same command with --output {run.folder} to retry them"
     return text

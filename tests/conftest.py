@@ -17,7 +17,14 @@ settings.register_profile("synth", deadline=None)
 settings.load_profile("synth")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+def _shared_data() -> Path:
+    """../shared/data beside the checkout (as in CI); $SYNTH_SHARED_DATA or /work/shared/data else."""
+    candidates = [REPO.parent / "shared" / "data", Path(os.environ.get("SYNTH_SHARED_DATA", "/nonexistent")),
+                  Path("/work/shared/data")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +14,9 @@ from rouge_score import rouge_scorer
 from synth.filters import rouge
 from synth.filters.rouge import Match, RougeLFilter, greedy_filter, rouge_l_f, rouge_tokenize
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "self_instruct_seed_tasks.jsonl"
+from conftest import SHARED_DATA  # noqa: E402
+
+SEEDS = SHARED_DATA / "self_instruct_seed_tasks.jsonl"
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 THRESHOLDS = [0.0, 0.3, 0.5, 0.7, 0.9, 1.0]
 VOCAB = ["the", "The", "THE", "a", "cat", "dog", "sat", "on", "mat", "42", "don't", "café", "x"]

@@ -130,10 +130,6 @@ def judge_sampling(cot: bool, seed: int) -> Sampling:
     return Sampling(temperature=0.0, top_p=1.0, max_tokens=384 if cot else 8, seed=seed)
 
 
-def as_request(messages: list[dict[str, str]], sampling: Sampling) -> ChatRequest:
-    return ChatRequest(messages, sampling)
-
-
 def principles_for(constitution: Constitution) -> list[Principle]:
     """Principles that can judge a pair: those with a comparison question (all, if none has one)."""
     with_question = [p for p in constitution.principles if p.comparison]
@@ -169,7 +165,7 @@ def judge_comparisons(session, comparisons: list[Comparison], texts: dict[str, l
         asks = [follow_up(m, r) if r else m for m, r in zip(messages, reasoning)]
     else:
         asks = messages
-    logprobs = session.logprobs([as_request(m, Sampling(temperature=0.0, max_tokens=1, seed=cfg.seed)) for m in asks],
+    logprobs = session.logprobs([ChatRequest(m, Sampling(temperature=0.0, max_tokens=1, seed=cfg.seed)) for m in asks],
                                 list(CHOICES), model=cfg.judge)
     fallback = []
     for n, lp in enumerate(logprobs):
@@ -197,7 +193,7 @@ def _generate_texts(session, messages: list[list[dict]], sampling: Sampling, mod
     from synth.runner import Job
 
     texts = [""] * len(messages)
-    jobs = [Job(str(n), {}, as_request(m, sampling)) for n, m in enumerate(messages)]
+    jobs = [Job(str(n), {}, ChatRequest(m, sampling)) for n, m in enumerate(messages)]
 
     def on_result(job, completion) -> None:
         texts[int(job.id)] = completion.text if completion.ok else ""

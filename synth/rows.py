@@ -28,12 +28,18 @@ def read_rows(path: str | Path) -> list[InputRow]:
     if not path.is_file():
         raise SynthError(f"{path}: no such file")
     rows: list[InputRow] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SynthError(
+                    f"{path} line {number}: not valid UTF-8 (byte {exc.start + 1}); re-save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             if path.suffix == ".txt":
-                rows.append(InputRow(number, {"prompt": line.rstrip("\n")}))
+                rows.append(InputRow(number, {"prompt": line.rstrip("\r\n")}))
                 continue
             try:
                 value = json.loads(line)

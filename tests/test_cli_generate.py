@@ -128,3 +128,10 @@ def test_help_is_fast_and_imports_nothing_heavy():
 def test_help_explains_specs():
     result = run("generate", "--help")
     assert "openai:MODEL@URL" in result.output and "--concurrency" in result.output
+
+
+def test_non_utf8_line_is_named(tmp_path):
+    src = tmp_path / "latin1.jsonl"
+    src.write_bytes(b'{"prompt": "fine"}\n{"prompt": "caf\xe9"}\n')
+    msg = bad(tmp_path, ["generate", "--input", src, "--model", "scripted:echo", "--output", tmp_path / "run"])
+    assert "latin1.jsonl line 2: not valid UTF-8" in msg

@@ -1,0 +1,102 @@
+"""`synth dedup`: remove duplicate rows from any corpus, keeping one of each cluster, with lineage."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from synth.cli import default_output, main
+
+
+@main.command()
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="JSONL, Parquet, or a HF dataset folder (save_to_disk).")
+@click.option("--output", type=click.Path(path_type=Path), help="Output folder.  [default: outputs/dedup-<timestamp>]")
+@click.option("--field", help="The text to compare.  [default: 'text', else 'instruction' + 'input', else 'prompt']")
+@click.option("--template", help='Build the text from several fields, e.g. "{instruction} {input}".')
+@click.option("--method", default="exact", show_default=True,
+              help="Comma-separated, run cheapest first: exact, rouge.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="rouge: remove a row whose ROUGE-L F-measure with a kept row is above this.")
+@click.option("--keep-by", help="Keep the copy with the highest value of this numeric field (default: the first seen).")
+@click.option("--keep-case", is_flag=True, help="exact: case matters.")
+@click.option("--keep-punctuation", is_flag=True, help="exact: punctuation matters.")
+def dedup(input_path, output, field, template, method, threshold, keep_by, keep_case, keep_punctuation):
+    """Remove exact and near duplicates; every removed row goes to removed.jsonl with its lineage.
+
+    \b
+    Example:
+      synth dedup --input corpus.jsonl --template "{instruction} {input}" --method exact,rouge
+
+    One representative of each duplicate cluster is always kept: the first seen, or the best by
+    --keep-by. Each line of removed.jsonl names the kept row (`duplicate_of`, its id), the method
+    and the similarity. The kept rows are written in the input's form (rows.jsonl, rows.parquet
+    or dataset/), in input order.
+    """
+    from synth.corpus import read_corpus, write_corpus
+    from synth.errors import SynthError
+    from synth.filters.dedup import METHODS, deduplicate
+    from synth.rows import stable_id
+    from synth.store import write_json_atomic
+
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise SynthError(f"--method {method}: unknown {', '.join(unknown) or 'empty'}; choose from {', '.join(METHODS)}")
+    methods = sorted(set(methods), key=METHODS.index)  # cheapest first
+    started = time.monotonic()
+    rows, lines, form = read_corpus(input_path)
+    if not field and not template:  # decided once, from the first row, so every row compares the same field
+        first = rows[0]
+        field, template = ("text", None) if "text" in first else \
+            (None, "{instruction} {input}") if "instruction" in first else ("prompt", None)
+    texts = [row_text(row, line, input_path, field, template).strip() for row, line in zip(rows, lines)]
+    order = list(range(len(rows)))
+    if keep_by:
+        for row, line in zip(rows, lines):
+            if not isinstance(row.get(keep_by), (int, float)) or isinstance(row.get(keep_by), bool):
+                raise SynthError(f"{input_path} line {line}: --keep-by '{keep_by}' needs a number in every row")
+        order.sort(key=lambda i: -rows[i][keep_by])  # stable: ties keep input order
+    removals = deduplicate(texts, methods, order, rouge_threshold=threshold, case=not keep_case,
+                           punctuation=not keep_punctuation)
+    ids = [row["id"] if isinstance(row.get("id"), str) else stable_id(texts[k]) for k, row in enumerate(rows)]
+    output = output or default_output("dedup")
+    output.mkdir(parents=True, exist_ok=True)
+    removed_index = {r.index for r in removals}
+    written = write_corpus([row for k, row in enumerate(rows) if k not in removed_index], output, form)
+    with (output / "removed.jsonl").open("w", encoding="utf-8") as handle:
+        for r in removals:
+            handle.write(json.dumps({"id": ids[r.index], "duplicate_of": ids[r.duplicate_of], "method": r.method,
+                                     "similarity": round(r.similarity, 6), "row": rows[r.index]},
+                                    ensure_ascii=False, default=str) + "\n")
+    by_method = {m: sum(r.method == m for r in removals) for m in methods}
+    write_json_atomic(output / "manifest.json", {
+        "command": "dedup", "input": str(input_path), "form": form, "methods": methods, "threshold": threshold,
+        "field": field, "template": template, "keep_by": keep_by, "rows_in": len(rows),
+        "rows_out": len(rows) - len(removals), "removed_by_method": by_method,
+        "wall_seconds": round(time.monotonic() - started, 3)})
+    click.echo(f"dedup: {len(rows)} rows -> {len(rows) - len(removals)} kept, {len(removals)} removed ("
+               + ", ".join(f"{m}: {n}" for m, n in by_method.items()) + f") · {time.monotonic() - started:.1f} s"
+               + f"\n  -> {written}\n  removed: {output / 'removed.jsonl'}")
+
+
+def row_text(row: dict, line: int, path, field: str | None, template: str | None) -> str:
+    from synth.errors import SynthError
+
+    if template:
+        try:
+            values = {k: "" if v is None else v for k, v in row.items()}
+            if template == "{instruction} {input}":
+                values.setdefault("input", "")  # an instruction corpus may leave 'input' out
+            return template.format_map(values)
+        except KeyError as exc:
+            raise SynthError(f"{path} line {line}: --template names field {exc} that the row lacks "
+                             f"(fields: {', '.join(sorted(row))})") from None
+    value = row.get(field)
+    if not isinstance(value, str):
+        raise SynthError(f"{path} line {line}: no text field '{field}' (fields: {', '.join(sorted(row))}); "
+                         "name one with --field or --template")
+    return value

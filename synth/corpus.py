@@ -1,0 +1,69 @@
+"""Reading and writing a corpus in the form it came in: JSONL, Parquet, or a HF `datasets` folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from synth.errors import SynthError
+
+
+def corpus_form(path: Path) -> str:
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return "hf"
+        raise SynthError(f"{path}: a folder, but not a HF dataset saved with save_to_disk (no dataset_info.json)")
+    if path.suffix == ".parquet":
+        return "parquet"
+    return "jsonl"
+
+
+def read_corpus(path: str | Path) -> tuple[list[dict[str, Any]], list[int], str]:
+    """(rows, the line or row number of each for error messages, form)."""
+    path = Path(path)
+    if not path.exists():
+        raise SynthError(f"{path}: no such file or folder")
+    form = corpus_form(path)
+    if form == "jsonl":
+        from synth.rows import read_rows
+
+        rows = read_rows(path)
+        return [r.data for r in rows], [r.line for r in rows], form
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    if form == "parquet":
+        data = datasets.Dataset.from_parquet(str(path))
+    else:
+        data = datasets.load_from_disk(str(path))
+        if isinstance(data, datasets.DatasetDict):
+            if len(data) != 1:
+                raise SynthError(f"{path}: a dataset with splits {', '.join(data)}; give the folder of one split")
+            data = next(iter(data.values()))
+    rows = data.to_list()
+    if not rows:
+        raise SynthError(f"{path}: the dataset holds no rows")
+    return rows, list(range(1, len(rows) + 1)), form
+
+
+def write_corpus(rows: list[dict[str, Any]], folder: Path, form: str) -> Path:
+    """Write `rows` into `folder` in `form`; returns the path written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if form == "jsonl":
+        out = folder / "rows.jsonl"
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        os.replace(tmp, out)
+        return out
+    import datasets
+
+    data = datasets.Dataset.from_list(rows)
+    if form == "parquet":
+        out = folder / "rows.parquet"
+        data.to_parquet(str(out))
+        return out
+    out = folder / "dataset"
+    data.save_to_disk(str(out))
+    return out

@@ -1,0 +1,87 @@
+"""Deduplication passes, cheapest first, that always keep one representative of each cluster.
+
+    exact   normalised text (case, whitespace, punctuation) hashed
+    rouge   ROUGE-L F-measure above a threshold (the exact fast filter of synth.filters.rouge)
+
+Rows are visited in a given order (input order, or best first by a score), so the first of a
+cluster is the one kept. Every removal names the kept row it duplicates, through any chain
+(a row removed as a copy of a row that a later pass removes points at the final survivor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+METHODS = ("exact", "rouge")
+_PUNCT = re.compile(f"[{re.escape(string.punctuation)}]+")
+
+
+@dataclass
+class Removal:
+    index: int  # the removed row
+    duplicate_of: int  # the kept row it duplicates
+    method: str
+    similarity: float
+
+
+def normalise(text: str, case: bool = True, whitespace: bool = True, punctuation: bool = True) -> str:
+    """The text `exact` compares: lower-cased, punctuation dropped, whitespace collapsed (each optional)."""
+    if case:
+        text = text.lower()
+    if punctuation:
+        text = _PUNCT.sub(" ", text)
+    if whitespace:
+        text = " ".join(text.split())
+    return text
+
+
+def exact_pass(texts: Sequence[str], order: Iterable[int], **normalisation: bool) -> list[Removal]:
+    first: dict[bytes, int] = {}
+    removed = []
+    for index in order:
+        key = hashlib.blake2b(normalise(texts[index], **normalisation).encode("utf-8"), digest_size=16).digest()
+        if key in first:
+            removed.append(Removal(index, first[key], "exact", 1.0))
+        else:
+            first[key] = index
+    return removed
+
+
+def rouge_pass(texts: Sequence[str], order: Iterable[int], threshold: float) -> list[Removal]:
+    from synth.filters.rouge import greedy_filter
+
+    order = list(order)
+    kept: list[int] = []
+    removed = []
+    for index, match in zip(order, greedy_filter((texts[i] for i in order), threshold)):
+        if match is None:
+            kept.append(index)
+        else:
+            removed.append(Removal(index, kept[match.index], "rouge", match.score))
+    return removed
+
+
+def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
+                rouge_threshold: float = 0.7, **normalisation: bool) -> list[Removal]:
+    """Removals from running `methods` in the order given, each over what the earlier ones kept."""
+    order = list(range(len(texts))) if order is None else list(order)
+    removals: dict[int, Removal] = {}
+    for method in methods:
+        alive = [i for i in order if i not in removals]
+        if method == "exact":
+            found = exact_pass(texts, alive, **normalisation)
+        elif method == "rouge":
+            found = rouge_pass(texts, alive, rouge_threshold)
+        else:
+            raise ValueError(f"unknown dedup method {method!r}; known: {', '.join(METHODS)}")
+        removals.update((r.index, r) for r in found)
+    for removal in removals.values():  # follow chains to the row that survived every pass
+        seen = {removal.index}
+        while removal.duplicate_of in removals and removal.duplicate_of not in seen:
+            seen.add(removal.duplicate_of)
+            removal.duplicate_of = removals[removal.duplicate_of].duplicate_of
+    return sorted(removals.values(), key=lambda r: r.index)

@@ -18,13 +18,17 @@ from synth.cli import default_output, main
 @click.option("--field", help="The text to compare.  [default: 'text', else 'instruction' + 'input', else 'prompt']")
 @click.option("--template", help='Build the text from several fields, e.g. "{instruction} {input}".')
 @click.option("--method", default="exact", show_default=True,
-              help="Comma-separated, run cheapest first: exact, rouge.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Comma-separated, run cheapest first: exact, minhash, rouge.")
+@click.option("--minhash-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="minhash: remove a row whose word n-gram Jaccard with a kept row is at least this (verified exactly).")
+@click.option("--ngram", type=click.IntRange(1, 10), default=3, show_default=True, help="minhash: words per shingle.")
+@click.option("--rouge-threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
               help="rouge: remove a row whose ROUGE-L F-measure with a kept row is above this.")
 @click.option("--keep-by", help="Keep the copy with the highest value of this numeric field (default: the first seen).")
 @click.option("--keep-case", is_flag=True, help="exact: case matters.")
 @click.option("--keep-punctuation", is_flag=True, help="exact: punctuation matters.")
-def dedup(input_path, output, field, template, method, threshold, keep_by, keep_case, keep_punctuation):
+def dedup(input_path, output, field, template, method, minhash_threshold, ngram, rouge_threshold, keep_by, keep_case,
+          keep_punctuation):
     """Remove exact and near duplicates; every removed row goes to removed.jsonl with its lineage.
 
     \b
@@ -60,8 +64,8 @@ def dedup(input_path, output, field, template, method, threshold, keep_by, keep_
             if not isinstance(row.get(keep_by), (int, float)) or isinstance(row.get(keep_by), bool):
                 raise SynthError(f"{input_path} line {line}: --keep-by '{keep_by}' needs a number in every row")
         order.sort(key=lambda i: -rows[i][keep_by])  # stable: ties keep input order
-    removals = deduplicate(texts, methods, order, rouge_threshold=threshold, case=not keep_case,
-                           punctuation=not keep_punctuation)
+    removals = deduplicate(texts, methods, order, rouge_threshold=rouge_threshold, minhash_threshold=minhash_threshold,
+                           ngram=ngram, case=not keep_case, punctuation=not keep_punctuation)
     ids = [row["id"] if isinstance(row.get("id"), str) else stable_id(texts[k]) for k, row in enumerate(rows)]
     output = output or default_output("dedup")
     output.mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,8 @@ def dedup(input_path, output, field, template, method, threshold, keep_by, keep_
                                     ensure_ascii=False, default=str) + "\n")
     by_method = {m: sum(r.method == m for r in removals) for m in methods}
     write_json_atomic(output / "manifest.json", {
-        "command": "dedup", "input": str(input_path), "form": form, "methods": methods, "threshold": threshold,
+        "command": "dedup", "input": str(input_path), "form": form, "methods": methods, "minhash_threshold": minhash_threshold,
+        "ngram": ngram, "rouge_threshold": rouge_threshold,
         "field": field, "template": template, "keep_by": keep_by, "rows_in": len(rows),
         "rows_out": len(rows) - len(removals), "removed_by_method": by_method,
         "wall_seconds": round(time.monotonic() - started, 3)})

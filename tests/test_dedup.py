@@ -106,3 +106,66 @@ def test_bad_input_is_a_clear_error(tmp_path, write_jsonl):
     assert "unknown minhush" in run("--input", write_jsonl([{"text": "x"}]), "--method", "minhush").output
     result = run("--input", write_jsonl([{"text": "x", "score": "high"}]), "--keep-by", "score", "--output", tmp_path / "o")
     assert result.exit_code == 2 and "needs a number" in result.output
+
+
+# -- minhash --------------------------------------------------------------------------------
+
+from synth.filters.minhash import MinHasher, jaccard, lsh_params, minhash_pass, shingles  # noqa: E402
+
+
+def test_minhash_finds_templated_near_copies_and_keeps_distinct_texts():
+    base = "please write a short friendly email to my landlord asking when the broken heater in the flat will be fixed"
+    texts = [base, base.replace("short", "brief"), "summarise the following article about volcanic eruptions in iceland",
+             base + " thanks", "translate the sentence into french and explain the grammar used in it"]
+    removals = deduplicate([normalise(t) for t in texts], ["minhash"], minhash_threshold=0.6)  # pair 1 has J = 0.7
+    assert {(r.index, r.duplicate_of) for r in removals} == {(1, 0), (3, 0)}
+    for r in removals:
+        assert r.similarity == pytest.approx(jaccard(shingles(texts[r.index]), shingles(texts[0])))
+
+
+def test_verification_removes_lsh_false_positives():
+    # Two texts share most shingles but sit below the threshold: LSH may pair them, verification must not.
+    a = " ".join(f"w{i}" for i in range(20))
+    b = " ".join(f"w{i}" for i in range(14)) + " x1 x2 x3 x4 x5 x6"
+    j = jaccard(shingles(a), shingles(b))
+    assert 0.4 < j < 0.8
+    # One row per band: any shared minimum makes the pair a candidate, so LSH surely proposes it.
+    assert minhash_pass([a, b], [0, 1], threshold=0.8, params=(128, 1)) == []
+    assert minhash_pass([a, b], [0, 1], threshold=j, params=(128, 1)) == [(1, 0, j)]  # at the threshold: kept as a duplicate
+
+
+def test_minhash_precision_is_one_and_recall_high_against_brute_force():
+    import random
+
+    rng = random.Random(3)
+    vocab = [f"v{i}" for i in range(60)]
+    bases = [[rng.choice(vocab) for _ in range(25)] for _ in range(40)]
+    texts = []
+    for words in bases:
+        texts.append(" ".join(words))
+        for _ in range(2):  # near copies with a word or two changed
+            copy = list(words)
+            for _ in range(rng.randint(0, 2)):
+                copy[rng.randrange(len(copy))] = rng.choice(vocab)
+            texts.append(" ".join(copy))
+    found = minhash_pass(texts, range(len(texts)), threshold=0.8)
+    sets = [shingles(t) for t in texts]
+    assert all(jaccard(sets[i], sets[k]) >= 0.8 for i, k, _ in found)  # precision 1.0
+    removed = {i for i, _, _ in found}
+    kept = [i for i in range(len(texts)) if i not in removed]
+    # recall: among kept rows no pair is still a true duplicate the LSH missed (almost never)
+    missed = sum(1 for x in range(len(kept)) for y in range(x) if jaccard(sets[kept[x]], sets[kept[y]]) >= 0.8)
+    assert missed <= 1 and len(removed) > 20
+
+
+def test_signatures_are_deterministic_and_estimate_jaccard():
+    a, b = shingles("the quick brown fox jumps over the lazy dog today"), shingles("the quick brown fox jumps over the lazy cat today")
+    sig = MinHasher(256).signatures([a, b, set()])
+    assert (sig == MinHasher(256).signatures([a, b, set()])).all()
+    assert abs(float((sig[0] == sig[1]).mean()) - jaccard(a, b)) < 0.15
+    assert (sig[2] == np.iinfo(np.uint64).max).all()
+    bands, rows = lsh_params(0.8, 128)
+    assert bands * rows <= 128
+
+
+import numpy as np  # noqa: E402

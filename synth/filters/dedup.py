@@ -1,6 +1,7 @@
 """Deduplication passes, cheapest first, that always keep one representative of each cluster.
 
     exact   normalised text (case, whitespace, punctuation) hashed
+    minhash word n-gram MinHash + LSH, every candidate verified by exact Jaccard >= threshold
     rouge   ROUGE-L F-measure above a threshold (the exact fast filter of synth.filters.rouge)
 
 Rows are visited in a given order (input order, or best first by a score), so the first of a
@@ -16,7 +17,7 @@ import string
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-METHODS = ("exact", "rouge")
+METHODS = ("exact", "minhash", "rouge")  # cheapest first
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]+")
 
 
@@ -66,7 +67,8 @@ def rouge_pass(texts: Sequence[str], order: Iterable[int], threshold: float) -> 
 
 
 def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
-                rouge_threshold: float = 0.7, **normalisation: bool) -> list[Removal]:
+                rouge_threshold: float = 0.7, minhash_threshold: float = 0.8, ngram: int = 3,
+                **normalisation: bool) -> list[Removal]:
     """Removals from running `methods` in the order given, each over what the earlier ones kept."""
     order = list(range(len(texts))) if order is None else list(order)
     removals: dict[int, Removal] = {}
@@ -76,6 +78,12 @@ def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[in
             found = exact_pass(texts, alive, **normalisation)
         elif method == "rouge":
             found = rouge_pass(texts, alive, rouge_threshold)
+        elif method == "minhash":
+            from synth.filters.minhash import minhash_pass
+
+            normalised = {i: normalise(texts[i]) for i in alive}
+            found = [Removal(i, kept, "minhash", j) for i, kept, j in
+                     minhash_pass(normalised, alive, minhash_threshold, ngram)]
         else:
             raise ValueError(f"unknown dedup method {method!r}; known: {', '.join(METHODS)}")
         removals.update((r.index, r) for r in found)
@@ -85,3 +93,4 @@ def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[in
             seen.add(removal.duplicate_of)
             removal.duplicate_of = removals[removal.duplicate_of].duplicate_of
     return sorted(removals.values(), key=lambda r: r.index)
+

@@ -111,13 +111,9 @@ def validate(data: Any) -> list[tuple[str, str]]:
             principles = []
         for k, p in enumerate(principles):
             where = f"principles[{k}]"
+            problems += _check_entry(p, PRINCIPLE_KEYS, where, ("critique", "revision", "comparison"))
             if not isinstance(p, dict):
-                problems.append((where, "must be a mapping with id, critique, revision"))
                 continue
-            problems += _check_keys(p, PRINCIPLE_KEYS, where + ".")
-            for key in ("critique", "revision", "comparison"):
-                if key in p and not _text(p[key]):
-                    problems.append((f"{where}.{key}", "empty text" if isinstance(p[key], str) or p[key] is None else "must be a string"))
             if "id" in p:
                 pid = p["id"]
                 if not isinstance(pid, str):
@@ -140,13 +136,9 @@ def validate(data: Any) -> list[tuple[str, str]]:
         examples = []
     for k, e in enumerate(examples):
         where = f"examples[{k}]"
+        problems += _check_entry(e, EXAMPLE_KEYS, where, ("prompt", "response", "critique", "revision"))
         if not isinstance(e, dict):
-            problems.append((where, "must be a mapping with prompt, response, critique, revision"))
             continue
-        problems += _check_keys(e, EXAMPLE_KEYS, where + ".")
-        for key in ("prompt", "response", "critique", "revision"):
-            if key in e and not _text(e[key]):
-                problems.append((f"{where}.{key}", "empty text"))
         if e.get("principle") is not None and e["principle"] not in ids:
             problems.append((f"{where}.principle", f"no principle with id '{e['principle']}'"))
     return problems
@@ -166,6 +158,19 @@ def row_rng(seed: int, row_id: str) -> random.Random:
 
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
+
+
+def _check_entry(entry: Any, known: dict[str, bool], where: str, text_keys: tuple[str, ...]) -> list[tuple[str, str]]:
+    """A principle or example: a mapping with the known keys, whose text fields are non-empty strings."""
+    if not isinstance(entry, dict):
+        required = ", ".join(k for k, needed in known.items() if needed)
+        return [(where, f"must be a mapping with {required}")]
+    problems = _check_keys(entry, known, where + ".")
+    for key in text_keys:
+        if key in entry and not _text(entry[key]):
+            empty = isinstance(entry[key], str) or entry[key] is None
+            problems.append((f"{where}.{key}", "empty text" if empty else "must be a string"))
+    return problems
 
 
 def _check_keys(mapping: dict, known: dict[str, bool], prefix: str) -> list[tuple[str, str]]:

@@ -52,3 +52,25 @@ def write_jsonl(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def scripted_models(monkeypatch):
+    """`scripted_models(make)`: every model spec a run loads becomes `make(spec)` (a scripted
+    backend); returns {spec: [backends made for it, in order]} to assert on their requests."""
+    from collections import defaultdict
+
+    import synth.runner
+
+    def install(make):
+        made = defaultdict(list)
+
+        def load(spec, **kwargs):
+            backend = make(spec)
+            made[spec].append(backend)
+            return backend
+
+        monkeypatch.setattr(synth.runner, "load_backend", load)
+        return made
+
+    return install

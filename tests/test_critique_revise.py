@@ -8,7 +8,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import synth.runner
 from synth.backends.scripted import ScriptedBackend
 from synth.cli import main
 from synth.errors import SynthError
@@ -113,16 +112,8 @@ def critic_model(request):
 
 
 @pytest.fixture
-def models(monkeypatch):
-    made = {}
-
-    def fake_load_backend(spec, **kwargs):
-        backend = ScriptedBackend(critic_model if "critic" in spec else answer_model, spec=spec)
-        made.setdefault(spec, []).append(backend)
-        return backend
-
-    monkeypatch.setattr(synth.runner, "load_backend", fake_load_backend)
-    return made
+def models(scripted_models):
+    return scripted_models(lambda spec: ScriptedBackend(critic_model if "critic" in spec else answer_model, spec=spec))
 
 
 def read(path):

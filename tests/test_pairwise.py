@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-import synth.runner
 from synth.backends import ChatRequest, load_backend
 from synth.backends.scripted import ScriptedBackend
 from synth.cli import main
@@ -109,16 +108,9 @@ def judge_text(request):
 
 
 @pytest.fixture
-def judge(monkeypatch):
-    made = []
-
-    def fake_load_backend(spec, **kwargs):
-        backend = ScriptedBackend(judge_text, logprobs=honest_judge_logprobs, spec=spec)
-        made.append(backend)
-        return backend
-
-    monkeypatch.setattr(synth.runner, "load_backend", fake_load_backend)
-    return made
+def judge(scripted_models):
+    made = scripted_models(lambda spec: ScriptedBackend(judge_text, logprobs=honest_judge_logprobs, spec=spec))
+    return made["scripted:judge"]
 
 
 def read(path):

@@ -8,7 +8,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import synth.runner
 from synth.backends.scripted import ScriptedBackend
 from synth.cli import main
 from synth.filters.heuristics import InstructionHeuristics
@@ -156,17 +155,9 @@ def scripted_model():
 
 
 @pytest.fixture
-def scripted(monkeypatch):
+def scripted(scripted_models):
     """Make `--model scripted:echo` load this test's scripted backend (and record it)."""
-    made = []
-
-    def fake_load_backend(spec, **kwargs):
-        backend = ScriptedBackend(scripted_model(), spec="scripted:self-instruct")
-        made.append(backend)
-        return backend
-
-    monkeypatch.setattr(synth.runner, "load_backend", fake_load_backend)
-    return made
+    return scripted_models(lambda spec: ScriptedBackend(scripted_model(), spec="scripted:self-instruct"))["scripted:echo"]
 
 
 def run_si(out, *extra):

@@ -121,8 +121,7 @@ def write_self_instruct_stats(session, seeds) -> str:
     from synth.store import read_jsonl_repairing, write_json_atomic
 
     folder = session.run.folder
-    session.run._rows.flush()
-    session.run._rejected.flush()
+    session.run.flush()
     kept = [r["instruction"] for r in read_jsonl_repairing(folder / "instructions.jsonl")]
     stats = instruction_stats(read_jsonl_repairing(folder / "rows.jsonl"), [s.instruction for s in seeds],
                               read_jsonl_repairing(folder / "rejected.jsonl"), instructions=kept)

@@ -21,7 +21,7 @@ import click
 from synth.backends import load_backend
 from synth.backends.base import ChatRequest, Completion, StopRun
 from synth.errors import SynthError
-from synth.store import ROWS, Run
+from synth.store import ROWS, Run, read_jsonl_repairing
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_COST_LIMIT, EXIT_INTERRUPTED = 0, 1, 4, 130
 
@@ -249,7 +249,7 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
         unique.setdefault(job.id, job)  # the same inputs give the same row: do it once
     duplicates = len(jobs) - len(unique)
     jobs = list(unique.values())[: opts.limit] if opts.limit else list(unique.values())
-    done_before = set() if opts.overwrite else {r.get("id") for r in read_jsonl_readonly(opts.output / ROWS)}
+    done_before = set() if opts.overwrite else {r.get("id") for r in read_jsonl_repairing(opts.output / ROWS, repair=False)}
     todo = [j for j in jobs if j.id not in done_before]
     if opts.dry_run:
         click.echo(dry_run_report(command, jobs, todo, model, check_price(model, opts), duplicates))
@@ -281,21 +281,6 @@ def _judge(job: Job, completion: Completion, build_row: BuildRow, keep_truncated
         for one in row if isinstance(row, list) else [row]:
             one.setdefault("meta", {})["truncated"] = True
     return row
-
-
-def read_jsonl_readonly(path: Path) -> list[dict]:
-    """Like read_jsonl_repairing, without touching the file (for --dry-run)."""
-    if not path.exists():
-        return []
-    import json
-
-    rows = []
-    for line in path.read_bytes().split(b"\n")[:-1]:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return rows
 
 
 def dry_run_report(command: str, jobs: list[Job], todo: list[Job], model: str, price, duplicates: int) -> str:

@@ -51,13 +51,14 @@ def write_json_atomic(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_jsonl_repairing(path: Path) -> list[dict]:
-    """Rows of an append-only file; a torn last line (from a crash) is cut off the file."""
+def read_jsonl_repairing(path: Path, repair: bool = True) -> list[dict]:
+    """Rows of an append-only file; a torn last line (from a crash) is ignored, and with `repair`
+    also cut off the file."""
     if not path.exists():
         return []
     data = path.read_bytes()
     good = data.rfind(b"\n") + 1
-    if good < len(data):
+    if good < len(data) and repair:
         with path.open("r+b") as handle:  # a partial last line: the crash happened mid-write
             handle.truncate(good)
     rows = []
@@ -204,10 +205,15 @@ class Run:
         self.manifest["wall_seconds"] = round(sum(i.get("wall_seconds", 0) for i in self.manifest["invocations"]), 3)
         write_json_atomic(self.folder / MANIFEST, self.manifest)
 
+    def flush(self) -> None:
+        """Push what was written so far to the files (they are readable from disk after this)."""
+        for handle in (self._rows, self._rejected):
+            if handle is not None:
+                handle.flush()
+
     def totals(self) -> dict:
         """Counts over the whole folder (all invocations), from the files themselves."""
-        if self._rejected is not None:
-            self._rejected.flush()
+        self.flush()
         by_reason = Counter(r.get("reason", "unknown") for r in read_jsonl_repairing(self.folder / REJECTED))
         return {
             "input": self.manifest.get("config", {}).get("input_rows"),

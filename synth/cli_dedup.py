@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -18,22 +19,37 @@ from synth.cli import default_output, main
 @click.option("--field", help="The text to compare.  [default: 'text', else 'instruction' + 'input', else 'prompt']")
 @click.option("--template", help='Build the text from several fields, e.g. "{instruction} {input}".')
 @click.option("--method", default="exact", show_default=True,
-              help="Comma-separated, run cheapest first: exact, minhash, rouge.")
+              help="Comma-separated, run cheapest first: exact, minhash, rouge, embedding.")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="The threshold of the one thresholded method chosen (minhash, rouge or embedding); "
+                   "with several, use their own options below.")
 @click.option("--minhash-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="minhash: remove a row whose word n-gram Jaccard with a kept row is at least this (verified exactly).")
 @click.option("--ngram", type=click.IntRange(1, 10), default=3, show_default=True, help="minhash: words per shingle.")
 @click.option("--rouge-threshold", type=click.FloatRange(0, 1), default=0.7, show_default=True,
               help="rouge: remove a row whose ROUGE-L F-measure with a kept row is above this.")
+@click.option("--embedding-threshold", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="embedding: remove a row whose cosine with a kept row is at least this.")
+@click.option("--embedder", default="minilm", show_default=True,
+              help="embedding: 'minilm' (the embedded all-MiniLM-L6-v2), 'static' (a model2vec model distilled "
+                   "from it once, offline, and cached: several times faster, slightly less exact), or the path "
+                   "of a local sentence-transformers or model2vec folder.")
+@click.option("--index", "index_kind", type=click.Choice(["auto", "exact", "approximate"]), default="auto",
+              show_default=True, help="embedding: faiss exact inner product, or HNSW; auto picks by corpus size.")
+@click.option("--vector-cache", type=click.Path(path_type=Path),
+              help="embedding: sqlite file of sentence vectors reused across runs.  [default: vectors.sqlite "
+                   "in the user cache folder, $SYNTH_CACHE_DIR or ~/.cache/synth]")
 @click.option("--keep-by", help="Keep the copy with the highest value of this numeric field (default: the first seen).")
 @click.option("--keep-case", is_flag=True, help="exact: case matters.")
 @click.option("--keep-punctuation", is_flag=True, help="exact: punctuation matters.")
-def dedup(input_path, output, field, template, method, minhash_threshold, ngram, rouge_threshold, keep_by, keep_case,
-          keep_punctuation):
+def dedup(input_path, output, field, template, method, threshold, minhash_threshold, ngram, rouge_threshold,
+          embedding_threshold, embedder, index_kind, vector_cache, keep_by, keep_case, keep_punctuation):
     """Remove exact and near duplicates; every removed row goes to removed.jsonl with its lineage.
 
     \b
     Example:
       synth dedup --input corpus.jsonl --template "{instruction} {input}" --method exact,rouge
+      synth dedup --input corpus.parquet --field prompt --method exact,minhash,embedding --embedder static
 
     One representative of each duplicate cluster is always kept: the first seen, or the best by
     --keep-by. Each line of removed.jsonl names the kept row (`duplicate_of`, its id), the method
@@ -51,6 +67,18 @@ def dedup(input_path, output, field, template, method, minhash_threshold, ngram,
     if unknown or not methods:
         raise SynthError(f"--method {method}: unknown {', '.join(unknown) or 'empty'}; choose from {', '.join(METHODS)}")
     methods = sorted(set(methods), key=METHODS.index)  # cheapest first
+    if threshold is not None:
+        thresholded = [m for m in methods if m != "exact"]
+        if len(thresholded) != 1:
+            raise SynthError(f"--threshold applies to exactly one of minhash, rouge, embedding; --method {method} has "
+                             f"{len(thresholded) or 'none'}: use --minhash-threshold, --rouge-threshold, --embedding-threshold")
+        minhash_threshold, rouge_threshold, embedding_threshold = (
+            threshold if m == thresholded[0] else old for m, old in
+            (("minhash", minhash_threshold), ("rouge", rouge_threshold), ("embedding", embedding_threshold)))
+    if "embedding" in methods:
+        from synth.filters.embedders import check_embedder
+
+        check_embedder(embedder)
     started = time.monotonic()
     rows, lines, form = read_corpus(input_path)
     if not field and not template:  # decided once, from the first row, so every row compares the same field
@@ -64,8 +92,20 @@ def dedup(input_path, output, field, template, method, minhash_threshold, ngram,
             if not isinstance(row.get(keep_by), (int, float)) or isinstance(row.get(keep_by), bool):
                 raise SynthError(f"{input_path} line {line}: --keep-by '{keep_by}' needs a number in every row")
         order.sort(key=lambda i: -rows[i][keep_by])  # stable: ties keep input order
+    encoder = cache = None
+    if "embedding" in methods:  # after the input is known good: the first use distils
+        from synth.filters.embedders import load_encoder
+        from synth.filters.embedding import VectorCache
+        from synth.resources import user_cache_dir
+
+        encoder = load_encoder(embedder, progress=True)
+        cache = VectorCache(vector_cache or user_cache_dir() / "vectors.sqlite")
     removals = deduplicate(texts, methods, order, rouge_threshold=rouge_threshold, minhash_threshold=minhash_threshold,
-                           ngram=ngram, case=not keep_case, punctuation=not keep_punctuation)
+                           ngram=ngram, embedding_threshold=embedding_threshold, encoder=encoder, vector_cache=cache,
+                           index_kind=index_kind, progress=sys.stderr.isatty(), case=not keep_case, punctuation=not keep_punctuation)
+    vectors = {"cache": str(cache.path), "encoded": cache.encoded, "reused": cache.reused} if cache else None
+    if cache:
+        cache.close()
     ids = [row["id"] if isinstance(row.get("id"), str) else stable_id(texts[k]) for k, row in enumerate(rows)]
     output = output or default_output("dedup")
     output.mkdir(parents=True, exist_ok=True)
@@ -80,11 +120,15 @@ def dedup(input_path, output, field, template, method, minhash_threshold, ngram,
     write_json_atomic(output / "manifest.json", {
         "command": "dedup", "input": str(input_path), "form": form, "methods": methods, "minhash_threshold": minhash_threshold,
         "ngram": ngram, "rouge_threshold": rouge_threshold,
+        "embedding_threshold": embedding_threshold if encoder else None, "embedder": encoder.name if encoder else None,
+        "index": index_kind if encoder else None, "vectors": vectors,
         "field": field, "template": template, "keep_by": keep_by, "rows_in": len(rows),
         "rows_out": len(rows) - len(removals), "removed_by_method": by_method,
         "wall_seconds": round(time.monotonic() - started, 3)})
     click.echo(f"dedup: {len(rows)} rows -> {len(rows) - len(removals)} kept, {len(removals)} removed ("
                + ", ".join(f"{m}: {n}" for m, n in by_method.items()) + f") · {time.monotonic() - started:.1f} s"
+               + (f"\n  vectors: {vectors['encoded']} encoded, {vectors['reused']} reused from {vectors['cache']}"
+                  if vectors else "")
                + f"\n  -> {written}\n  removed: {output / 'removed.jsonl'}")
 
 

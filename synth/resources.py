@@ -71,3 +71,15 @@ def load_embedder(device: str = "cpu"):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(embedded_embedder_path()), device=device)
+
+
+def user_cache_dir() -> Path:
+    """Where synth keeps what it builds once per machine (the distilled static embedder, the ONNX
+    export of MiniLM, cached sentence vectors): $SYNTH_CACHE_DIR, else $XDG_CACHE_HOME/synth,
+    else ~/.cache/synth."""
+    import os
+
+    if os.environ.get("SYNTH_CACHE_DIR"):
+        return Path(os.environ["SYNTH_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "synth"

@@ -3,6 +3,7 @@
     exact   normalised text (case, whitespace, punctuation) hashed
     minhash word n-gram MinHash + LSH, every candidate verified by exact Jaccard >= threshold
     rouge   ROUGE-L F-measure above a threshold (the exact fast filter of synth.filters.rouge)
+    embedding  cosine of sentence embeddings at or above a threshold (synth.filters.embedding)
 
 Rows are visited in a given order (input order, or best first by a score), so the first of a
 cluster is the one kept. Every removal names the kept row it duplicates, through any chain
@@ -17,7 +18,7 @@ import string
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-METHODS = ("exact", "minhash", "rouge")  # cheapest first
+METHODS = ("exact", "minhash", "rouge", "embedding")  # cheapest first
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]+")
 
 
@@ -68,8 +69,10 @@ def rouge_pass(texts: Sequence[str], order: Iterable[int], threshold: float) -> 
 
 def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
                 rouge_threshold: float = 0.7, minhash_threshold: float = 0.8, ngram: int = 3,
-                **normalisation: bool) -> list[Removal]:
-    """Removals from running `methods` in the order given, each over what the earlier ones kept."""
+                embedding_threshold: float = 0.9, encoder=None, vector_cache=None, index_kind: str = "auto",
+                progress: bool = False, **normalisation: bool) -> list[Removal]:
+    """Removals from running `methods` in the order given, each over what the earlier ones kept.
+    `embedding` needs an `encoder` (synth.filters.embedders.load_encoder)."""
     order = list(range(len(texts))) if order is None else list(order)
     removals: dict[int, Removal] = {}
     for method in methods:
@@ -84,6 +87,12 @@ def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[in
             normalised = {i: normalise(texts[i]) for i in alive}
             found = [Removal(i, kept, "minhash", j) for i, kept, j in
                      minhash_pass(normalised, alive, minhash_threshold, ngram)]
+        elif method == "embedding":
+            from synth.filters.embedding import embedding_pass
+
+            if encoder is None:
+                raise ValueError("the embedding method needs an encoder")
+            found = embedding_pass(texts, alive, embedding_threshold, encoder, vector_cache, index_kind, progress)
         else:
             raise ValueError(f"unknown dedup method {method!r}; known: {', '.join(METHODS)}")
         removals.update((r.index, r) for r in found)

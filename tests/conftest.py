@@ -8,6 +8,9 @@ sys.path.insert(0, str(Path(__file__).parent))  # loopback_server, helpers
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# What synth builds once per machine (ONNX export, distilled static model, vectors) goes to a
+# folder of this test session, never the user's ~/.cache.
+os.environ["SYNTH_CACHE_DIR"] = __import__("tempfile").mkdtemp(prefix="synth-test-cache-")
 
 from loopback_server import Faults, LoopbackServer  # noqa: E402
 from hypothesis import settings  # noqa: E402

@@ -56,7 +56,7 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
     and the similarity. The kept rows are written in the input's form (rows.jsonl, rows.parquet
     or dataset/), in input order.
     """
-    from synth.corpus import read_corpus, write_corpus
+    from synth.corpus import default_text_field, read_corpus, row_text, write_corpus
     from synth.errors import SynthError
     from synth.filters.dedup import METHODS, deduplicate
     from synth.rows import stable_id
@@ -81,10 +81,7 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
         check_embedder(embedder)
     started = time.monotonic()
     rows, lines, form = read_corpus(input_path)
-    if not field and not template:  # decided once, from the first row, so every row compares the same field
-        first = rows[0]
-        field, template = ("text", None) if "text" in first else \
-            (None, "{instruction} {input}") if "instruction" in first else ("prompt", None)
+    field, template = default_text_field(rows[0], field, template)
     texts = [row_text(row, line, input_path, field, template).strip() for row, line in zip(rows, lines)]
     order = list(range(len(rows)))
     if keep_by:
@@ -130,22 +127,3 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
                + (f"\n  vectors: {vectors['encoded']} encoded, {vectors['reused']} reused from {vectors['cache']}"
                   if vectors else "")
                + f"\n  -> {written}\n  removed: {output / 'removed.jsonl'}")
-
-
-def row_text(row: dict, line: int, path, field: str | None, template: str | None) -> str:
-    from synth.errors import SynthError
-
-    if template:
-        try:
-            values = {k: "" if v is None else v for k, v in row.items()}
-            if template == "{instruction} {input}":
-                values.setdefault("input", "")  # an instruction corpus may leave 'input' out
-            return template.format_map(values)
-        except KeyError as exc:
-            raise SynthError(f"{path} line {line}: --template names field {exc} that the row lacks "
-                             f"(fields: {', '.join(sorted(row))})") from None
-    value = row.get(field)
-    if not isinstance(value, str):
-        raise SynthError(f"{path} line {line}: no text field '{field}' (fields: {', '.join(sorted(row))}); "
-                         "name one with --field or --template")
-    return value

@@ -67,3 +67,32 @@ def write_corpus(rows: list[dict[str, Any]], folder: Path, form: str) -> Path:
     out = folder / "dataset"
     data.save_to_disk(str(out))
     return out
+
+
+def default_text_field(first: dict, field: str | None, template: str | None) -> tuple[str | None, str | None]:
+    """(field, template) the text of a row is built from: as given, else decided once from the
+    first row, so every row compares the same text: 'text', else instruction + input, else 'prompt'."""
+    if field or template:
+        return field, template
+    if "text" in first:
+        return "text", None
+    if "instruction" in first:
+        return None, "{instruction} {input}"
+    return "prompt", None
+
+
+def row_text(row: dict, line: int, path, field: str | None, template: str | None) -> str:
+    if template:
+        try:
+            values = {k: "" if v is None else v for k, v in row.items()}
+            if template == "{instruction} {input}":
+                values.setdefault("input", "")  # an instruction corpus may leave 'input' out
+            return template.format_map(values)
+        except KeyError as exc:
+            raise SynthError(f"{path} line {line}: --template names field {exc} that the row lacks "
+                             f"(fields: {', '.join(sorted(row))})") from None
+    value = row.get(field)
+    if not isinstance(value, str):
+        raise SynthError(f"{path} line {line}: no text field '{field}' (fields: {', '.join(sorted(row))}); "
+                         "name one with --field or --template")
+    return value

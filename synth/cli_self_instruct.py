@@ -127,38 +127,3 @@ def write_self_instruct_stats(session, seeds) -> str:
                               read_jsonl_repairing(folder / "rejected.jsonl"), instructions=kept)
     write_json_atomic(folder / "stats.json", stats)
     return format_stats(stats)
-
-
-@main.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--seeds", "seeds_path", type=click.Path(exists=True, path_type=Path),
-              help="Seed tasks to measure ROUGE-L against.  [default: a run folder's own seeds]")
-@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
-def stats(path, seeds_path, as_json):
-    """Diversity statistics of an instruction dataset (a JSONL file or a run folder).
-
-    Counts kept and rejected (by reason), the histogram of each instruction's highest ROUGE-L
-    to the seed tasks, the most common leading words, and instruction/input/output lengths.
-    """
-    import json as json_module
-
-    from synth.generators.self_instruct import load_seeds
-    from synth.stats import format_stats, instruction_stats
-    from synth.store import read_jsonl_repairing
-
-    rejected, kept = [], None
-    if path.is_dir():
-        manifest_path = path / "manifest.json"
-        manifest = json_module.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        seeds_path = seeds_path or manifest.get("config", {}).get("seeds_path")
-        rejected = read_jsonl_repairing(path / "rejected.jsonl")
-        if (path / "instructions.jsonl").exists():
-            kept = [r["instruction"] for r in read_jsonl_repairing(path / "instructions.jsonl")]
-        rows = read_jsonl_repairing(path / "rows.jsonl")
-    else:
-        from synth.rows import read_rows
-
-        rows = [r.data for r in read_rows(path)]
-    seeds = [s.instruction for s in load_seeds(seeds_path)] if seeds_path and Path(seeds_path).exists() else None
-    result = instruction_stats(rows, seeds, rejected, instructions=kept)
-    click.echo(json_module.dumps(result, indent=2) if as_json else format_stats(result))

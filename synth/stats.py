@@ -66,7 +66,8 @@ def instruction_stats(rows: list[dict], seeds: list[str] | None = None, rejected
 
 
 def format_stats(stats: dict) -> str:
-    lines = [f"{stats['instructions']} distinct instructions; {stats['rows']} rows"]
+    lines = [f"{stats['instructions']} distinct instructions; {stats['rows']} rows" if stats["instructions"]
+             else f"{stats['rows']} rows"]
     if stats["rejected_by_reason"]:
         lines.append("rejected: " + ", ".join(f"{k} {v}" for k, v in stats["rejected_by_reason"].items()))
     if "rouge_l_to_seeds" in stats:
@@ -84,3 +85,22 @@ def format_stats(stats: dict) -> str:
 def _bars(histogram: dict[str, int], width: int = 30) -> list[str]:
     top = max(histogram.values()) or 1
     return [f"  {label:>9} {'#' * round(width * count / top):<{width}} {count}" for label, count in histogram.items()]
+
+
+def diversity_table(names: list[str], results: list[dict]) -> str:
+    """The diversity figures of one or more datasets side by side (before/after a cleaning step)."""
+    width = max(14, *(len(n) for n in names))
+    head = f"{'diversity':<28}" + "".join(f"{n[-width:]:>{width + 2}}" for n in names)
+    rows = [("rows", [r["rows"] for r in results]),
+            ("nearest-neighbour cos mean", [r["nearest_neighbour_cosine"]["mean"] for r in results]),
+            ("nearest-neighbour cos median", [r["nearest_neighbour_cosine"]["median"] for r in results]),
+            ("distinct-1", [r["distinct_1"] for r in results]),
+            ("distinct-2", [r["distinct_2"] for r in results]),
+            ("k-means clusters", [r["clusters"]["k"] for r in results]),
+            ("largest cluster", [r["clusters"]["sizes"][0] if r["clusters"]["sizes"] else 0 for r in results])]
+    lines = [head] + [f"{label:<28}" + "".join(f"{str(v):>{width + 2}}" for v in values) for label, values in rows]
+    lines.append("nearest-neighbour cosine histogram:")
+    for bin_label in results[0]["nearest_neighbour_cosine"]["histogram"]:
+        lines.append(f"  {bin_label:<26}" + "".join(
+            f"{r['nearest_neighbour_cosine']['histogram'][bin_label]:>{width + 2}}" for r in results))
+    return "\n".join(lines)

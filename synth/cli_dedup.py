@@ -39,11 +39,13 @@ from synth.cli import default_output, main
 @click.option("--vector-cache", type=click.Path(path_type=Path),
               help="embedding: sqlite file of sentence vectors reused across runs.  [default: vectors.sqlite "
                    "in the user cache folder, $SYNTH_CACHE_DIR or ~/.cache/synth]")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: run the per-row work on Ray Data (the cluster in RAY_ADDRESS, else a local one); same result.")
 @click.option("--keep-by", help="Keep the copy with the highest value of this numeric field (default: the first seen).")
 @click.option("--keep-case", is_flag=True, help="exact: case matters.")
 @click.option("--keep-punctuation", is_flag=True, help="exact: punctuation matters.")
 def dedup(input_path, output, field, template, method, threshold, minhash_threshold, ngram, rouge_threshold,
-          embedding_threshold, embedder, index_kind, vector_cache, keep_by, keep_case, keep_punctuation):
+          embedding_threshold, embedder, index_kind, vector_cache, engine, keep_by, keep_case, keep_punctuation):
     """Remove exact and near duplicates; every removed row goes to removed.jsonl with its lineage.
 
     \b
@@ -97,9 +99,15 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
 
         encoder = load_encoder(embedder, progress=True)
         cache = VectorCache(vector_cache or user_cache_dir() / "vectors.sqlite")
-    removals = deduplicate(texts, methods, order, rouge_threshold=rouge_threshold, minhash_threshold=minhash_threshold,
-                           ngram=ngram, embedding_threshold=embedding_threshold, encoder=encoder, vector_cache=cache,
-                           index_kind=index_kind, progress=sys.stderr.isatty(), case=not keep_case, punctuation=not keep_punctuation)
+    options = dict(rouge_threshold=rouge_threshold, minhash_threshold=minhash_threshold, ngram=ngram,
+                   embedding_threshold=embedding_threshold, vector_cache=cache, index_kind=index_kind,
+                   case=not keep_case, punctuation=not keep_punctuation)
+    if engine == "ray":
+        from synth.ray_engine import ray_deduplicate
+
+        removals = ray_deduplicate(texts, methods, order, encoder_spec=embedder, **options)
+    else:
+        removals = deduplicate(texts, methods, order, encoder=encoder, progress=sys.stderr.isatty(), **options)
     vectors = {"cache": str(cache.path), "encoded": cache.encoded, "reused": cache.reused} if cache else None
     if cache:
         cache.close()
@@ -118,7 +126,7 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
         "command": "dedup", "input": str(input_path), "form": form, "methods": methods, "minhash_threshold": minhash_threshold,
         "ngram": ngram, "rouge_threshold": rouge_threshold,
         "embedding_threshold": embedding_threshold if encoder else None, "embedder": encoder.name if encoder else None,
-        "index": index_kind if encoder else None, "vectors": vectors,
+        "index": index_kind if encoder else None, "vectors": vectors, "engine": engine,
         "field": field, "template": template, "keep_by": keep_by, "rows_in": len(rows),
         "rows_out": len(rows) - len(removals), "removed_by_method": by_method,
         "wall_seconds": round(time.monotonic() - started, 3)})

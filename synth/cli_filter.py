@@ -66,8 +66,10 @@ def read_word_list(value: str | None) -> tuple[str, ...]:
 @click.option("--blacklist", help="Drop texts containing any of these words or phrases: 'a,b,c' or @FILE (one per line).")
 @click.option("--allowlist", help="Keep only texts containing at least one of these: 'a,b,c' or @FILE.")
 @click.option("--keep-refusals", is_flag=True, help="Keep empty and refusal-only responses.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: check the rows on Ray Data (the cluster in RAY_ADDRESS, else a local one); same result.")
 def filter_command(input_path, output, field, template, output_field, min_words, max_words, min_chars, max_chars,
-                   max_repetition, ngram, max_non_text, blacklist, allowlist, keep_refusals):
+                   max_repetition, ngram, max_non_text, blacklist, allowlist, keep_refusals, engine):
     """Drop rows that fail cheap quality checks; every removed row goes to removed.jsonl with its reason.
 
     \b
@@ -98,13 +100,19 @@ def filter_command(input_path, output, field, template, output_field, min_words,
     started = time.monotonic()
     rows, lines, form = read_corpus(input_path)
     field, template = default_text_field(rows[0], field, template)
+    texts = [row_text(row, line, input_path, field, template).strip() for row, line in zip(rows, lines)]
+    responses = [row_response(row, output_field) for row in rows]
+    if engine == "ray":
+        from synth.ray_engine import ray_filter_reasons
+
+        found = ray_filter_reasons(texts, responses, quality)
+    else:
+        found = [quality.reason(text, response) for text, response in zip(texts, responses)]
     kept, reasons = [], Counter()
     output = output or default_output("filter")
     output.mkdir(parents=True, exist_ok=True)
     with (output / "removed.jsonl").open("w", encoding="utf-8") as removed:
-        for row, line in zip(rows, lines):
-            text = row_text(row, line, input_path, field, template).strip()
-            reason = quality.reason(text, row_response(row, output_field))
+        for row, line, text, reason in zip(rows, lines, texts, found):
             if reason is None:
                 kept.append(row)
                 continue
@@ -116,7 +124,7 @@ def filter_command(input_path, output, field, template, output_field, min_words,
     write_json_atomic(output / "manifest.json", {
         "command": "filter", "input": str(input_path), "form": form, "field": field, "template": template,
         "output_field": output_field, "filters": {k: v for k, v in vars(quality).items() if not k.startswith("_")},
-        "rows_in": len(rows), "rows_out": len(kept), "removed_by_reason": dict(reasons.most_common()),
+        "engine": engine, "rows_in": len(rows), "rows_out": len(kept), "removed_by_reason": dict(reasons.most_common()),
         "wall_seconds": round(time.monotonic() - started, 3)})
     click.echo(f"filter: {len(rows)} rows -> {len(kept)} kept, {len(rows) - len(kept)} removed"
                + (" (" + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()) + ")" if reasons else "")

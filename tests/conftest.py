@@ -1,4 +1,6 @@
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -77,3 +79,31 @@ def scripted_models(monkeypatch):
         return made
 
     return install
+
+
+PARAPHRASES = [
+    {"id": "bread-1", "text": "How do I bake sourdough bread at home?"},
+    {"id": "haiku-1", "text": "Write a haiku about autumn leaves."},
+    {"id": "bread-2", "text": "What's the way to bake sourdough bread at home?"},
+    {"id": "soda", "text": "List three uses of baking soda."},
+    {"id": "haiku-2", "text": "Compose a haiku about the leaves of autumn."},
+    {"id": "france", "text": "Explain the causes of the French Revolution."},
+    {"id": "python", "text": "Write a Python function that reverses a linked list."},
+]
+
+
+@pytest.fixture(scope="session")
+def distilled(tmp_path_factory):
+    """`synth dedup --embedder static` in a fresh process with the hub offline and an empty cache
+    folder: the static model is distilled there from the packaged MiniLM."""
+    folder = tmp_path_factory.mktemp("cache")
+    src = folder / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in PARAPHRASES))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "SYNTH_CACHE_DIR": str(folder),
+           "HF_HOME": str(folder / "hf-home-empty")}
+    result = subprocess.run([sys.executable, "-m", "synth", "dedup", "--input", str(src), "--output",
+                             str(folder / "out"), "--method", "embedding", "--embedder", "static", "--threshold", "0.8"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    return folder, result
+
+

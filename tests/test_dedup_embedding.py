@@ -100,15 +100,7 @@ def test_vector_cache_encodes_each_text_once(tmp_path):
     assert other.seen == ["a"]  # vectors of one encoder are never served for another
 
 
-PARAPHRASES = [
-    {"id": "bread-1", "text": "How do I bake sourdough bread at home?"},
-    {"id": "haiku-1", "text": "Write a haiku about autumn leaves."},
-    {"id": "bread-2", "text": "What's the way to bake sourdough bread at home?"},
-    {"id": "soda", "text": "List three uses of baking soda."},
-    {"id": "haiku-2", "text": "Compose a haiku about the leaves of autumn."},
-    {"id": "france", "text": "Explain the causes of the French Revolution."},
-    {"id": "python", "text": "Write a Python function that reverses a linked list."},
-]
+from conftest import PARAPHRASES  # noqa: E402
 
 
 def run(*args):
@@ -150,21 +142,6 @@ def test_second_run_with_another_threshold_encodes_nothing(tmp_path, write_jsonl
     assert vectors[0]["encoded"] == len(PARAPHRASES) and vectors[1] == {**vectors[0], "encoded": 0,
                                                                           "reused": len(PARAPHRASES)}
     assert len(read(tmp_path / "b" / "removed.jsonl")) < len(read(tmp_path / "a" / "removed.jsonl"))
-
-
-@pytest.fixture(scope="session")
-def distilled(tmp_path_factory):
-    """`synth dedup --embedder static` in a fresh process with the hub offline and an empty cache
-    folder: the static model is distilled there from the packaged MiniLM."""
-    folder = tmp_path_factory.mktemp("cache")
-    src = folder / "in.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in PARAPHRASES))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "SYNTH_CACHE_DIR": str(folder),
-           "HF_HOME": str(folder / "hf-home-empty")}
-    result = subprocess.run([sys.executable, "-m", "synth", "dedup", "--input", str(src), "--output",
-                             str(folder / "out"), "--method", "embedding", "--embedder", "static", "--threshold", "0.8"],
-                            env=env, capture_output=True, text=True, timeout=600)
-    return folder, result
 
 
 @pytest.mark.slow

@@ -96,10 +96,15 @@ def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[in
         else:
             raise ValueError(f"unknown dedup method {method!r}; known: {', '.join(METHODS)}")
         removals.update((r.index, r) for r in found)
-    for removal in removals.values():  # follow chains to the row that survived every pass
+    return resolve_chains(removals)
+
+
+def resolve_chains(removals: dict[int, Removal]) -> list[Removal]:
+    """Point every removal at the row that survived every pass (a row removed as a copy of a row
+    that a later pass removed names that row's survivor); sorted by row."""
+    for removal in removals.values():
         seen = {removal.index}
         while removal.duplicate_of in removals and removal.duplicate_of not in seen:
             seen.add(removal.duplicate_of)
             removal.duplicate_of = removals[removal.duplicate_of].duplicate_of
     return sorted(removals.values(), key=lambda r: r.index)
-

@@ -1,0 +1,226 @@
+"""`--engine ray`: the per-row work of `synth filter` and `synth dedup` on Ray Data, same results.
+
+The driver reads the corpus (with the usual line-numbered errors) and keeps the decisions that
+depend on order; Ray Data does the work that grows with the corpus, a block of rows per task:
+
+    filter     each row's reason, computed in parallel
+    exact      normalised-text hashes in parallel; the first row of each hash is kept
+    minhash    shingles, signatures and LSH band keys in parallel; candidate pairs from equal band
+               keys; every pair's exact Jaccard in parallel; then the greedy rule in order on the
+               driver (remove a row with Jaccard >= threshold to an earlier kept row, naming the
+               best), which is exactly what the local streaming pass decides
+    embedding  encoding in parallel (one encoder per worker), then the kept-row index on the driver
+    rouge      on the driver: its greedy order is inherently sequential
+
+`ray.init()` connects to the cluster named by RAY_ADDRESS, or starts a local one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+from synth.errors import SynthError
+from synth.filters.dedup import Removal, normalise
+
+BLOCK_ROWS = 4096
+
+
+def start_ray(num_cpus: int | None = None):
+    try:
+        import ray
+    except ImportError:
+        raise SynthError("--engine ray needs Ray: pip install 'synth[ray]' (or pip install 'ray[data]')") from None
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return ray
+
+
+def _dataset(columns: dict[str, Sequence]):
+    import pyarrow as pa
+
+    ray = start_ray()
+    table = pa.table({k: pa.array(list(v)) for k, v in columns.items()})
+    blocks = max(1, -(-table.num_rows // BLOCK_ROWS))
+    return ray.data.from_arrow(table).repartition(blocks)
+
+
+_ENCODERS: dict[str, object] = {}  # per worker process: loaded once, reused by later batches
+_FETCHED: dict[str, object] = {}  # per worker process: a broadcast object is fetched once
+
+
+def _fetch(ref):
+    import ray
+
+    key = ref.hex()
+    if key not in _FETCHED:
+        _FETCHED.clear()
+        _FETCHED[key] = ray.get(ref)
+    return _FETCHED[key]
+
+
+def _collect(dataset, columns: Sequence[str]) -> dict[str, np.ndarray]:
+    parts = {c: [] for c in columns}
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+        for c in columns:
+            parts[c].append(batch[c])
+    return {c: np.concatenate(v) if v else np.zeros(0) for c, v in parts.items()}
+
+
+def ray_filter_reasons(texts: Sequence[str], outputs: Sequence[str | None], quality) -> list[str | None]:
+    def reasons(batch):
+        found = [quality.reason(t, o if has else None)
+                 for t, o, has in zip(batch["text"], batch["output"], batch["has_output"])]
+        return {"pos": batch["pos"], "reason": np.array(["" if r is None else r for r in found], dtype=object)}
+
+    data = _dataset({"pos": range(len(texts)), "text": texts, "output": ["" if o is None else o for o in outputs],
+                     "has_output": [o is not None for o in outputs]})
+    result = _collect(data.map_batches(reasons, batch_format="numpy"), ["pos", "reason"])
+    out: list[str | None] = [None] * len(texts)
+    for pos, reason in zip(result["pos"], result["reason"]):
+        out[int(pos)] = reason or None
+    return out
+
+
+def _exact(texts: Sequence[str], order: list[int], normalisation: dict) -> list[Removal]:
+    def hashes(batch):
+        keys = [hashlib.blake2b(normalise(t, **normalisation).encode("utf-8"), digest_size=16).hexdigest()
+                for t in batch["text"]]
+        return {"rank": batch["rank"], "key": np.array(keys, dtype=object)}
+
+    data = _dataset({"rank": range(len(order)), "text": [texts[i] for i in order]})
+    result = _collect(data.map_batches(hashes, batch_format="numpy"), ["rank", "key"])
+    keys = [None] * len(order)
+    for rank, key in zip(result["rank"], result["key"]):
+        keys[int(rank)] = key
+    first: dict[str, int] = {}
+    removed = []
+    for rank, key in enumerate(keys):
+        if key in first:
+            removed.append(Removal(order[rank], order[first[key]], "exact", 1.0))
+        else:
+            first[key] = rank
+    return removed
+
+
+def _minhash(texts: Sequence[str], order: list[int], threshold: float, ngram: int,
+             num_perm: int = 128) -> list[Removal]:
+    from synth.filters.minhash import MinHasher, band_keys, jaccard, lsh_params, shingle_arrays
+
+    ray = start_ray()
+    bands, rows = lsh_params(threshold, num_perm)
+    normalised = [normalise(texts[i]) for i in order]
+
+    def keys_of(batch):
+        values, offsets = shingle_arrays(list(batch["text"]), ngram)
+        keys = band_keys(MinHasher(num_perm).signatures_of(values, offsets), bands, rows)
+        empty = offsets[1:] == offsets[:-1]
+        return {"rank": batch["rank"], "keys": keys, "empty": empty}
+
+    data = _dataset({"rank": range(len(order)), "text": normalised})
+    result = _collect(data.map_batches(keys_of, batch_format="numpy"), ["rank", "keys", "empty"])
+    ranks = result["rank"].astype(np.int64)
+    keys = np.zeros((len(order), bands), dtype=np.uint64)
+    keys[ranks] = result["keys"]
+    usable = np.ones(len(order), dtype=bool)
+    usable[ranks] = ~result["empty"].astype(bool)
+    pairs = set()
+    for band in range(bands):  # rows with equal keys in a band are candidates, earlier rank first
+        column = keys[:, band]
+        candidates = np.flatnonzero(usable)
+        sorted_rows = candidates[np.argsort(column[candidates], kind="stable")]
+        values = column[sorted_rows]
+        bounds = np.flatnonzero(np.diff(values)) + 1
+        for group in np.split(sorted_rows, bounds):
+            if len(group) > 1:
+                group = np.sort(group)
+                pairs.update((int(a), int(b)) for k, b in enumerate(group) for a in group[:k])
+    if not pairs:
+        return []
+    shared = ray.put(normalised)
+
+    def verify(batch):
+        corpus = _fetch(shared)
+        sets: dict[int, set] = {}
+
+        def shingle_set(rank: int) -> set:
+            if rank not in sets:
+                sets[rank] = set(shingle_arrays([corpus[rank]], ngram)[0].tolist())
+            return sets[rank]
+
+        scores = [jaccard(shingle_set(int(a)), shingle_set(int(b))) for a, b in zip(batch["a"], batch["b"])]
+        return {"a": batch["a"], "b": batch["b"], "j": np.array(scores, dtype=np.float64)}
+
+    pair_list = sorted(pairs)
+    verified = _collect(_dataset({"a": [a for a, _ in pair_list], "b": [b for _, b in pair_list]})
+                        .map_batches(verify, batch_format="numpy"), ["a", "b", "j"])
+    earlier: dict[int, list[tuple[int, float]]] = {}
+    for a, b, j in zip(verified["a"], verified["b"], verified["j"]):
+        if j >= threshold:
+            earlier.setdefault(int(b), []).append((int(a), float(j)))
+    removed, gone = [], set()
+    for rank in sorted(earlier):  # the local pass's rule: best kept earlier row, ties to the lowest
+        kept = [(a, j) for a, j in earlier[rank] if a not in gone]
+        if kept:
+            best, j = min(kept, key=lambda item: (-item[1], item[0]))
+            gone.add(rank)
+            removed.append(Removal(order[rank], order[best], "minhash", j))
+    return removed
+
+
+def _embedding_vectors(texts: Sequence[str], encoder_spec: str, cache) -> np.ndarray:
+    from synth.filters.embedders import load_encoder
+    from synth.filters.embedding import VectorCache
+
+    encoder = load_encoder(encoder_spec)
+    keys = [VectorCache.key(t) for t in texts]
+    known = cache.get(encoder.name, keys, encoder.dim) if cache else {}
+    todo = list(dict.fromkeys(t for k, t in zip(keys, texts) if k not in known))
+    fresh_keys: set[bytes] = set()
+    if todo:
+        def encode(batch):
+            loaded = _ENCODERS.get(encoder_spec) or _ENCODERS.setdefault(encoder_spec, load_encoder(encoder_spec))
+            return {"key": batch["key"], "vector": loaded.encode(list(batch["text"]))}
+
+        data = _dataset({"key": [VectorCache.key(t) for t in todo], "text": todo})
+        result = _collect(data.map_batches(encode, batch_format="numpy"), ["key", "vector"])
+        fresh = dict(zip((bytes(k) for k in result["key"]), result["vector"]))
+        fresh_keys = set(fresh)
+        if cache:
+            cache.encoded += len(fresh)
+            cache.put(encoder.name, fresh.items())
+        known.update(fresh)
+    if cache:
+        cache.reused += sum(1 for k in keys if k in known and k not in fresh_keys)
+    return np.ascontiguousarray(np.stack([known[k] for k in keys]), dtype=np.float32)
+
+
+def ray_deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
+                    rouge_threshold: float = 0.7, minhash_threshold: float = 0.8, ngram: int = 3,
+                    embedding_threshold: float = 0.9, encoder_spec: str | None = None, vector_cache=None,
+                    index_kind: str = "auto", **normalisation: bool) -> list[Removal]:
+    """`synth.filters.dedup.deduplicate` with the per-row work on Ray; the same removals."""
+    from synth.filters.dedup import resolve_chains, rouge_pass
+    from synth.filters.embedding import greedy_dedup
+
+    order = list(range(len(texts))) if order is None else list(order)
+    removals: dict[int, Removal] = {}
+    for method in methods:
+        alive = [i for i in order if i not in removals]
+        if method == "exact":
+            found = _exact(texts, alive, normalisation)
+        elif method == "minhash":
+            found = _minhash(texts, alive, minhash_threshold, ngram)
+        elif method == "rouge":
+            found = rouge_pass(texts, alive, rouge_threshold)
+        elif method == "embedding":
+            vectors = _embedding_vectors([texts[i] for i in alive], encoder_spec, vector_cache)
+            found = [Removal(alive[r], alive[k], "embedding", s)
+                     for r, k, s in greedy_dedup(vectors, embedding_threshold, index_kind)]
+        else:
+            raise ValueError(f"unknown dedup method {method!r}")
+        removals.update((r.index, r) for r in found)
+    return resolve_chains(removals)

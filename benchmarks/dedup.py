@@ -4,7 +4,7 @@ Corpus: the 63,956 English package descriptions of Debian bookworm main (benchma
 downloaded once, ~6 MB), real text full of templated near-copies.
 
 1. MinHash, threshold 0.8 on word 3-gram shingles, 128 permutations, on the whole corpus:
-   rensa (RMinHash + RMinHashLSH, 16 bands as in rensa's README example for 0.8), datasketch
+   rensa (RMinHash + RMinHashLSH, 16 bands as in rensa's README LSH example), datasketch
    (MinHash + MinHashLSH) and synth (`deduplicate(texts, ["minhash"])`). The peers run the loop
    their READMEs show: per row build a sketch, query the LSH among earlier kept rows, any candidate
    -> duplicate, else insert; "rensa-jaccard" also drops candidates whose estimated Jaccard is
@@ -20,7 +20,8 @@ downloaded once, ~6 MB), real text full of templated near-copies.
    rows: its total time over `encoder.encode` alone, and how many MiniLM removals static also makes.
 
 Each contender runs in a fresh process (this script with --contender NAME --json): rows/s counts
-the dedup work only (corpus and model loading excluded; model load shown apart); peak memory is
+the dedup work only (corpus and model loading excluded; model load, with a warm-up encode of 64
+rows for synth's encoders and a one-time distillation on a cold cache, shown apart); peak memory is
 that process's peak RSS (VmHWM: on Linux ru_maxrss would also count the parent's memory at fork),
 which includes the corpus it loaded ("base" = the peak before the timed work).
 Targets: synth-minhash rows/s >= rensa's; synth static rows/s >= semhash's; MiniLM total <= 1.25x
@@ -50,8 +51,7 @@ from synth.filters.dedup import normalise  # noqa: E402
 MINHASH = ("rensa", "rensa-jaccard", "datasketch", "synth-minhash")
 EMBEDDING = ("semhash", "synth-embedding-static", "synth-embedding-minilm")
 THRESHOLD, EMBED_THRESHOLD, NUM_PERM, NGRAM = 0.8, 0.9, 128, 3
-RENSA_BANDS = 16  # rensa's README LSH example: threshold 0.8, num_perm 128, num_bands 16
-FALLBACK_STATIC = Path("/tmp/static_minilm")  # only while synth.filters.embedding is missing
+RENSA_BANDS = 16  # rensa's README RMinHashLSH example (threshold 0.8, num_perm 128, seed 42)
 
 
 def word_shingles(text: str) -> list[str]:
@@ -116,27 +116,13 @@ def run_synth_minhash(texts: list[str]):
     return {r.index: [r.duplicate_of] for r in removals}, {}
 
 
-def static_model():
-    """The model2vec StaticModel synth distils from its embedded MiniLM."""
-    try:
-        from synth.filters.embedding import load_encoder
-    except ImportError:  # TODO(embedding): drop once synth.filters.embedding has landed
-        from model2vec import StaticModel
-
-        if not FALLBACK_STATIC.is_dir():
-            from model2vec.distill import distill
-
-            from synth.resources import embedded_embedder_path
-            distill(model_name=str(embedded_embedder_path()), pca_dims=256).save_pretrained(str(FALLBACK_STATIC))
-        return StaticModel.from_pretrained(str(FALLBACK_STATIC))
-    return load_encoder("static").static_model
-
-
 def run_semhash(texts: list[str], timer):
     from semhash import SemHash
 
-    with timer("load"):
-        model = static_model()
+    from synth.filters.embedding import load_encoder
+
+    with timer("load"):  # the model2vec StaticModel synth distils from its embedded MiniLM
+        model = load_encoder("static").static_model
     with timer("work"):
         result = SemHash.from_records(records=texts, model=model).self_deduplicate(threshold=EMBED_THRESHOLD)
     return {}, {"removed": len(result.filtered), "exact copies": sum(d.exact for d in result.filtered)}
@@ -144,9 +130,6 @@ def run_semhash(texts: list[str], timer):
 
 def run_synth_embedding(kind: str):
     def run(texts: list[str], timer):
-        # Written against the API synth.filters.embedding is being given: load_encoder(kind) ->
-        # encoder with .encode(texts) -> normalised float32 (n, d); embedding_pass(texts, order,
-        # threshold, encoder, cache=None) -> list[Removal] (method "embedding", cosine similarity).
         from synth.filters.embedding import embedding_pass, load_encoder
 
         with timer("load"):

@@ -6,9 +6,8 @@ depend on order; Ray Data does the work that grows with the corpus, a block of r
     filter     each row's reason, computed in parallel
     exact      normalised-text hashes in parallel; the first row of each hash is kept
     minhash    shingles, signatures and LSH band keys in parallel; candidate pairs from equal band
-               keys; every pair's exact Jaccard in parallel; then the greedy rule in order on the
-               driver (remove a row with Jaccard >= threshold to an earlier kept row, naming the
-               best), which is exactly what the local streaming pass decides
+               keys on the driver; every pair's exact Jaccard in parallel; then the greedy rule in
+               order on the driver, as the local pass applies it
     embedding  encoding in parallel (one encoder per worker), then the kept-row index on the driver
     rouge      on the driver: its greedy order is inherently sequential
 
@@ -108,67 +107,47 @@ def _exact(texts: Sequence[str], order: list[int], normalisation: dict) -> list[
 
 def _minhash(texts: Sequence[str], order: list[int], threshold: float, ngram: int,
              num_perm: int = 128) -> list[Removal]:
-    from synth.filters.minhash import MinHasher, band_keys, jaccard, lsh_params, shingle_arrays
+    from synth.filters.minhash import (MinHasher, band_keys, candidate_pairs, greedy_from_pairs, lsh_params,
+                                       shingle_arrays)
+    from synth.filters.minhash_kernels import pair_jaccard, sort_rows
 
     ray = start_ray()
     bands, rows = lsh_params(threshold, num_perm)
-    normalised = [normalise(texts[i]) for i in order]
+    ordered = [texts[i] for i in order]
 
     def keys_of(batch):
         values, offsets = shingle_arrays(list(batch["text"]), ngram)
         keys = band_keys(MinHasher(num_perm).signatures_of(values, offsets), bands, rows)
-        empty = offsets[1:] == offsets[:-1]
-        return {"rank": batch["rank"], "keys": keys, "empty": empty}
+        return {"rank": batch["rank"], "keys": keys, "empty": offsets[1:] == offsets[:-1]}
 
-    data = _dataset({"rank": range(len(order)), "text": normalised})
-    result = _collect(data.map_batches(keys_of, batch_format="numpy"), ["rank", "keys", "empty"])
+    result = _collect(_dataset({"rank": range(len(order)), "text": ordered}).map_batches(keys_of, batch_format="numpy"),
+                      ["rank", "keys", "empty"])
     ranks = result["rank"].astype(np.int64)
     keys = np.zeros((len(order), bands), dtype=np.uint64)
     keys[ranks] = result["keys"]
     usable = np.ones(len(order), dtype=bool)
     usable[ranks] = ~result["empty"].astype(bool)
-    pairs = set()
-    for band in range(bands):  # rows with equal keys in a band are candidates, earlier rank first
-        column = keys[:, band]
-        candidates = np.flatnonzero(usable)
-        sorted_rows = candidates[np.argsort(column[candidates], kind="stable")]
-        values = column[sorted_rows]
-        bounds = np.flatnonzero(np.diff(values)) + 1
-        for group in np.split(sorted_rows, bounds):
-            if len(group) > 1:
-                group = np.sort(group)
-                pairs.update((int(a), int(b)) for k, b in enumerate(group) for a in group[:k])
-    if not pairs:
+    earlier, later = candidate_pairs(keys, usable)
+    if not len(earlier):
         return []
-    shared = ray.put(normalised)
+    shared = ray.put(ordered)
 
-    def verify(batch):
+    def verify(batch):  # exact Jaccard of each candidate pair, shingling only the rows it names
         corpus = _fetch(shared)
-        sets: dict[int, set] = {}
+        needed = np.unique(np.concatenate([batch["a"], batch["b"]]))
+        values, offsets = shingle_arrays([corpus[int(r)] for r in needed], ngram)
+        sort_rows(values, offsets)
+        local = {int(r): k for k, r in enumerate(needed)}
+        first = np.array([local[int(r)] for r in batch["a"]], dtype=np.int64)
+        second = np.array([local[int(r)] for r in batch["b"]], dtype=np.int64)
+        scores = np.empty(len(first), dtype=np.float64)
+        pair_jaccard(values, offsets, first, second, scores)
+        return {"a": batch["a"], "b": batch["b"], "j": scores}
 
-        def shingle_set(rank: int) -> set:
-            if rank not in sets:
-                sets[rank] = set(shingle_arrays([corpus[rank]], ngram)[0].tolist())
-            return sets[rank]
-
-        scores = [jaccard(shingle_set(int(a)), shingle_set(int(b))) for a, b in zip(batch["a"], batch["b"])]
-        return {"a": batch["a"], "b": batch["b"], "j": np.array(scores, dtype=np.float64)}
-
-    pair_list = sorted(pairs)
-    verified = _collect(_dataset({"a": [a for a, _ in pair_list], "b": [b for _, b in pair_list]})
-                        .map_batches(verify, batch_format="numpy"), ["a", "b", "j"])
-    earlier: dict[int, list[tuple[int, float]]] = {}
-    for a, b, j in zip(verified["a"], verified["b"], verified["j"]):
-        if j >= threshold:
-            earlier.setdefault(int(b), []).append((int(a), float(j)))
-    removed, gone = [], set()
-    for rank in sorted(earlier):  # the local pass's rule: best kept earlier row, ties to the lowest
-        kept = [(a, j) for a, j in earlier[rank] if a not in gone]
-        if kept:
-            best, j = min(kept, key=lambda item: (-item[1], item[0]))
-            gone.add(rank)
-            removed.append(Removal(order[rank], order[best], "minhash", j))
-    return removed
+    verified = _collect(_dataset({"a": earlier, "b": later}).map_batches(verify, batch_format="numpy"), ["a", "b", "j"])
+    by_pair = np.lexsort((verified["a"], verified["b"]))  # back in (later, earlier) order
+    found = greedy_from_pairs(verified["a"][by_pair], verified["b"][by_pair], verified["j"][by_pair], threshold)
+    return [Removal(order[row], order[other], "minhash", j) for row, other, j in found]
 
 
 def _embedding_vectors(texts: Sequence[str], encoder_spec: str, cache) -> np.ndarray:

@@ -169,3 +169,13 @@ def test_signatures_are_deterministic_and_estimate_jaccard():
 
 
 import numpy as np  # noqa: E402
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80), st.integers(1, 4))
+def test_shingles_are_the_word_ngrams_of_the_normalised_text(text, n):
+    # the compiled byte scanner breaks words exactly where `normalise` does
+    words = normalise(text).split()
+    grams = {tuple(words[k:k + n]) for k in range(len(words) - n + 1)} if len(words) >= n else ({()} if words else set())
+    assert shingles(text, n) == shingles(normalise(text), n)
+    assert len(shingles(text, n)) == len(grams)
+    assert shingles(" ".join(words).upper(), n) == shingles(text, n) or not text.isascii()

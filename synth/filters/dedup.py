@@ -84,9 +84,8 @@ def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[in
         elif method == "minhash":
             from synth.filters.minhash import minhash_pass
 
-            normalised = {i: normalise(texts[i]) for i in alive}
-            found = [Removal(i, kept, "minhash", j) for i, kept, j in
-                     minhash_pass(normalised, alive, minhash_threshold, ngram)]
+            found = [Removal(i, kept, "minhash", j) for i, kept, j in   # it normalises as `exact` does
+                     minhash_pass(texts, alive, minhash_threshold, ngram)]
         elif method == "embedding":
             from synth.filters.embedding import embedding_pass
 

@@ -43,11 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="5000,10000,20000,40000,80000")
     parser.add_argument("--threshold", type=float, default=0.9)
-    parser.add_argument("--minilm-rows", type=int, default=5000)
+    parser.add_argument("--minilm-rows", type=int, default=5000, help="0 to skip MiniLM")
     args = parser.parse_args()
     texts = [r["text"] for r in debian_descriptions()]
     sizes = [int(s) for s in args.sizes.split(",")]
     for name, rows in (("static", len(texts)), ("minilm", args.minilm_rows)):
+        if not rows:
+            continue
         encoder = load_encoder(name)
         started = time.perf_counter()
         base = encoder.encode(texts[:rows])

@@ -121,3 +121,28 @@ if __name__ == "__main__":
     rows = debian_descriptions()
     words = sum(len(r["text"].split()) for r in rows) / len(rows)
     print(f"{len(rows):,} rows, {words:.1f} words on average; first: {rows[0]}")
+
+
+def resampled(rows: Sequence[dict], n: int, seed: int = 0) -> list[dict]:
+    """n rows drawn (with replacement) from `rows`, each copy with 0-3 small word edits (drop,
+    repeat, swap with the next, or replace by a word from elsewhere in the corpus), to scale a
+    real corpus up while keeping its vocabulary, lengths and near-duplicate structure."""
+    rng = random.Random(seed)
+    vocabulary = [w for row in rows[:2000] for w in row["text"].split()]
+    out = []
+    for k in range(n):
+        base = rows[rng.randrange(len(rows))]
+        words = base["text"].split()
+        for _ in range(rng.randint(0, 3) if len(words) > 3 else 0):
+            at = rng.randrange(len(words) - 1)
+            edit = rng.randrange(4)
+            if edit == 0:
+                del words[at]
+            elif edit == 1:
+                words.insert(at, words[at])
+            elif edit == 2:
+                words[at], words[at + 1] = words[at + 1], words[at]
+            else:
+                words[at] = rng.choice(vocabulary)
+        out.append({"id": f"{base['id']}~{k}", "text": " ".join(words)})
+    return out

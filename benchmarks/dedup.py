@@ -230,7 +230,9 @@ def mib(kib) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=None, help="use the first N rows of the corpus")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="use the first N rows of the corpus; past its size, the million-row scale run "
+                             "(benchmarks/dedup_scale.py: exact, minhash and the embedding index on resampled rows)")
     parser.add_argument("--sample", type=int, default=10_000, help="rows in the ground-truth sample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embed-rows", type=int, default=10_000, help="rows for the MiniLM comparison")
@@ -241,6 +243,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.contender:
         return contender_main(args)
+    if args.rows and args.rows > len(debian_descriptions()):  # past the real corpus: the scale run
+        import dedup_scale
+
+        return dedup_scale.main(args.rows, args.seed)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(CONTENDERS)
     if unknown:

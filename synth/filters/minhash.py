@@ -5,10 +5,11 @@ a batch of rows at a time: the UTF-8 bytes of the lower-cased texts are split in
 `normalise` would break them, each word is hashed (FNV-1a + splitmix64, stable across runs) and
 word n-gram shingles are mixed from the word hashes.
 
-Signatures are classic MinHash: 128 multiply-add-shift permutations of each shingle hash. LSH band
-keys are grouped by sorting into candidate pairs, and every candidate pair is verified by the
+Signatures are classic MinHash: 128 multiply-add-shift permutations of each shingle hash. Rows are
+then visited in order, each compared with the kept rows that share one of its band keys by the
 exact Jaccard similarity of the 64-bit shingle sets (sorted runs merged), so a reported duplicate
 is always at or above the threshold (precision 1.0); bands are therefore tuned towards recall.
+Only kept rows are linked into the band groups: memory stays linear in the corpus.
 """
 
 from __future__ import annotations
@@ -62,25 +63,23 @@ def jaccard(a: set[int], b: set[int]) -> float:
     return len(a & b) / len(a | b)
 
 
-def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.1, fn_weight: float = 0.9) -> tuple[int, int]:
-    """(bands, rows) with bands * rows <= num_perm minimising weighted false positive and false
-    negative probability mass (as datasketch does); weighted hard towards recall, since
-    verification removes every false positive afterwards."""
-    xs = np.linspace(0, 1, 201)
-
-    def area(fn, lo, hi):
-        mask = (xs >= lo) & (xs <= hi)
-        return np.trapezoid(fn(xs[mask]), xs[mask]) if mask.sum() > 1 else 0.0
-
-    best, best_cost = (1, num_perm), float("inf")
+def lsh_params(threshold: float, num_perm: int, recall: float = 0.995) -> tuple[int, int]:
+    """(bands, rows), bands * rows <= num_perm: the fewest false candidates (area under the
+    S-curve below the threshold) among the settings that make a pair exactly at the threshold a
+    candidate with probability >= `recall`. Candidates are verified exactly afterwards, so false
+    ones cost only a comparison, while a missed pair is a duplicate left in the data."""
+    xs = np.linspace(0, threshold, 101)
+    best, best_cost = None, float("inf")
+    fallback, fallback_p = (1, 1), -1.0
     for bands in range(1, num_perm + 1):
         for rows in range(1, num_perm // bands + 1):
-            fp = area(lambda s: 1 - (1 - s ** rows) ** bands, 0, threshold)
-            fn = area(lambda s: (1 - s ** rows) ** bands, threshold, 1)
-            cost = fp_weight * fp + fn_weight * fn
-            if cost < best_cost:
-                best, best_cost = (bands, rows), cost
-    return best
+            p_at_threshold = 1 - (1 - threshold ** rows) ** bands
+            false_area = np.trapezoid(1 - (1 - xs ** rows) ** bands, xs)
+            if p_at_threshold >= recall and false_area < best_cost:
+                best, best_cost = (bands, rows), false_area
+            if p_at_threshold > fallback_p:
+                fallback, fallback_p = (bands, rows), p_at_threshold
+    return best or fallback
 
 
 class MinHasher:
@@ -136,7 +135,7 @@ def minhash_pass(texts: Sequence[str] | dict[int, str], order: Iterable[int], th
                  ) -> list[tuple[int, int, float]]:
     """(removed index, kept index, exact Jaccard) for rows whose shingles have Jaccard >= threshold
     with an earlier kept row (in `order`). `params` = (bands, rows) overrides the LSH tuning."""
-    from synth.filters.minhash_kernels import pair_jaccard, sort_rows
+    from synth.filters.minhash_kernels import greedy_lsh, sort_rows
 
     order = list(order)
     if not order:
@@ -152,11 +151,20 @@ def minhash_pass(texts: Sequence[str] | dict[int, str], order: Iterable[int], th
         base += len(values)
     values = np.concatenate(value_parts)
     offsets = np.concatenate(offset_parts + [[base]]).astype(np.int64)
-    earlier, later = candidate_pairs(np.concatenate(key_parts), offsets[1:] > offsets[:-1])
+    keys = np.concatenate(key_parts)
+    del value_parts, key_parts
+    groups = np.empty(keys.shape, dtype=np.int64)  # band key -> group id, distinct across bands
+    group_count = 0
+    for band in range(bands):
+        distinct, groups[:, band] = np.unique(keys[:, band], return_inverse=True)
+        groups[:, band] += group_count
+        group_count += len(distinct)
+    del keys
     sort_rows(values, offsets)
-    similarity = np.empty(len(earlier), dtype=np.float64)
-    pair_jaccard(values, offsets, earlier, later, similarity)
-    return [(order[row], order[other], j) for row, other, j in greedy_from_pairs(earlier, later, similarity, threshold)]
+    kept_as = np.empty(len(order), dtype=np.int64)
+    similarity = np.zeros(len(order), dtype=np.float64)
+    greedy_lsh(values, offsets, groups, group_count, threshold, kept_as, similarity)
+    return [(order[row], order[int(kept_as[row])], float(similarity[row])) for row in np.flatnonzero(kept_as >= 0)]
 
 
 def greedy_from_pairs(earlier: np.ndarray, later: np.ndarray, similarity: np.ndarray,

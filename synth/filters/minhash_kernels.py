@@ -164,3 +164,57 @@ def shingle_hashes(data, starts, n, mix, pad, offsets, out):
             for j in range(n):
                 s = _finalise(s ^ ((ring[j] if j < words else pad) * mix[j % mix.shape[0]]))
             out[written] = s
+
+
+@numba.njit(inline="always")
+def _jaccard_sorted(values, offsets, x, y):
+    alo, ahi, blo, bhi = offsets[x], offsets[x + 1], offsets[y], offsets[y + 1]
+    a, b, common = alo, blo, 0
+    while a < ahi and b < bhi:
+        if values[a] < values[b]:
+            a += 1
+        elif values[a] > values[b]:
+            b += 1
+        else:
+            common += 1
+            v = values[a]
+            while a < ahi and values[a] == v:
+                a += 1
+            while b < bhi and values[b] == v:
+                b += 1
+    union = _distinct(values, alo, ahi) + _distinct(values, blo, bhi) - common
+    return common / union if union else 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def greedy_lsh(values, offsets, groups, group_count, threshold, kept_as, similarity):
+    """The streaming LSH pass, in row order: each row is compared (exact Jaccard of its sorted
+    shingles) with the *kept* rows sharing one of its band groups; if the best is >= threshold the
+    row is removed as a copy of it (ties: the earliest row), else it joins its groups. Only kept
+    rows are ever linked into a group, so memory stays linear and copies of a kept row cost one
+    comparison each. kept_as[r] = the kept row r duplicates, or -1."""
+    rows, bands = groups.shape
+    head = np.full(group_count, -1, dtype=np.int64)  # the latest kept row of each group
+    after = np.full((rows, bands), -1, dtype=np.int64)  # the next kept row in row r's group of band b
+    seen = np.full(rows, -1, dtype=np.int64)
+    for r in range(rows):
+        kept_as[r] = -1
+        if offsets[r + 1] == offsets[r]:
+            continue  # no shingles: nothing to compare
+        best, best_j = -1, -1.0
+        for b in range(bands):
+            c = head[groups[r, b]]
+            while c != -1:
+                if seen[c] != r:
+                    seen[c] = r
+                    j = _jaccard_sorted(values, offsets, r, c)
+                    if j >= threshold and (j > best_j or (j == best_j and c < best)):
+                        best, best_j = c, j
+                c = after[c, b]
+        if best >= 0:
+            kept_as[r], similarity[r] = best, best_j
+        else:
+            for b in range(bands):
+                g = groups[r, b]
+                after[r, b] = head[g]
+                head[g] = r

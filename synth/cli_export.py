@@ -1,0 +1,189 @@
+"""`synth export`: a run (or any dataset in a known format) to a trainer's format, with a dataset card."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from pathlib import Path
+
+import click
+
+from synth.cli import main
+from synth.errors import SynthError
+from synth.export import FORMATS, PREFERENCE_FORMATS
+
+
+def input_rows(source: Path, fmt: str) -> list[tuple[dict, str]]:
+    """[(row, 'file line N')] from a run folder (its preference or SFT view, or its rows) or a file."""
+    from synth.corpus import read_corpus
+
+    if source.is_dir() and not (source / "dataset_info.json").exists() and not (source / "dataset_dict.json").exists():
+        views = ["preference.jsonl", "rows.jsonl"] if fmt in PREFERENCE_FORMATS else ["sft.jsonl", "rows.jsonl"]
+        views += ["rows.parquet", "dataset"]
+        found = next((source / v for v in views if (source / v).exists()), None)
+        if found is None:
+            raise SynthError(f"{source}: a folder with none of {', '.join(views)}; give a run folder or a data file")
+        source = found
+    rows, lines, _ = read_corpus(source)
+    return [(row, f"{source} line {line}") for row, line in zip(rows, lines)]
+
+
+def split_rows(rows: list[dict], split: str | None, seed: int) -> dict[str, list[dict]]:
+    if not split:
+        return {"train": rows}
+    name, _, share = split.partition("=")
+    try:
+        fraction = float(share)
+    except ValueError:
+        fraction = -1.0
+    if not name or not 0 < fraction < 1:
+        raise SynthError(f"--split {split}: give NAME=FRACTION with 0 < FRACTION < 1, e.g. test=0.05")
+    held = set(random.Random(seed).sample(range(len(rows)), max(1, round(len(rows) * fraction)) if rows else 0))
+    return {"train": [r for k, r in enumerate(rows) if k not in held], name: [r for k, r in enumerate(rows) if k in held]}
+
+
+def _uniform(rows: list[dict]) -> list[dict]:
+    """Same keys in every row (missing ones None), so Arrow infers one schema."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return [{k: row.get(k) for k in keys} for row in rows]
+
+
+def write_files(splits: dict[str, list[dict]], dest: Path) -> dict[str, str]:
+    """Each split to a .jsonl or .parquet file (DEST, or DEST-SPLIT with several splits); {split: file name}."""
+    written = {}
+    for split, rows in splits.items():
+        path = dest if len(splits) == 1 else dest.with_name(f"{dest.stem}-{split}{dest.suffix}")
+        if dest.suffix == ".jsonl":
+            with path.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            import datasets
+
+            datasets.Dataset.from_list(_uniform(rows)).to_parquet(str(path))
+        written[split] = path.name
+    return written
+
+
+def dataset_dict(splits: dict[str, list[dict]]):
+    import datasets
+
+    return datasets.DatasetDict({k: datasets.Dataset.from_list(_uniform(v)) for k, v in splits.items()})
+
+
+def push_to_hub(repo: str, splits: dict[str, list[dict]], card: str, stage: Path, private: bool) -> None:
+    """Stage the upload (one parquet file per split and the card, as the Hub lays datasets out),
+    then upload the folder; offline or unauthenticated is a clear error, and the stage is kept."""
+    import os
+
+    from huggingface_hub import HfApi, get_token
+
+    stage.mkdir(parents=True, exist_ok=True)
+    (stage / "data").mkdir(exist_ok=True)
+    for split, rows in splits.items():
+        write_files({split: rows}, stage / "data" / f"{split}.parquet")
+    (stage / "README.md").write_text(card, encoding="utf-8")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        raise SynthError(f"hub:{repo}: HF_HUB_OFFLINE is set, so nothing was uploaded; the upload is staged in "
+                         f"{stage} (unset HF_HUB_OFFLINE and run again, or upload that folder yourself)")
+    token = get_token()
+    if not token:
+        raise SynthError(f"hub:{repo}: not logged in to the Hugging Face Hub; run `huggingface-cli login` or set "
+                         f"HF_TOKEN (the upload is staged in {stage})")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(stage),
+                          commit_message="synth export")
+    except Exception as exc:  # network, permission, bad name: all end here with the stage kept
+        raise SynthError(f"hub:{repo}: upload failed ({type(exc).__name__}: {str(exc)[:200]}); the upload is "
+                         f"staged in {stage}") from None
+
+
+@main.command(name="export")
+@click.option("--input", "source", required=True, type=click.Path(path_type=Path),
+              help="A run folder (its preference/SFT view or rows) or a JSONL/Parquet/HF dataset in any supported shape.")
+@click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="The trainer format to write.")
+@click.option("--to", "dest", required=True,
+              help="out.jsonl, out.parquet, a folder (HF save_to_disk), or hub:ORG/NAME (push to the Hub).")
+@click.option("--conversational", is_flag=True, help="dpo/kto/reward: prompt and replies as message lists (TRL conversational).")
+@click.option("--split", help="Hold out a split, e.g. test=0.05 (rows drawn with --seed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --split and --shuffle.")
+@click.option("--shuffle", is_flag=True, help="Shuffle the rows (with --seed).")
+@click.option("--system-prompt", help="Add this system message to every conversation that has none.")
+@click.option("--max-rows", type=click.IntRange(1), help="Export at most this many rows (after shuffling).")
+@click.option("--license", "license_id", default="other", show_default=True, help="License id for the dataset card.")
+@click.option("--private", is_flag=True, help="hub: create the dataset repository as private.")
+def export_command(source, fmt, dest, conversational, split, seed, shuffle, system_prompt, max_rows, license_id, private):
+    """Write a dataset that TRL, Axolotl, LLaMA-Factory, OpenRLHF or the OpenAI API reads as is.
+
+    \b
+    Examples:
+      synth export --input outputs/critique-revise-1 --format dpo --to dpo.jsonl --split test=0.05
+      synth export --input outputs/critique-revise-1 --format sft-messages --to sft/
+      synth export --input alpaca.jsonl --format sharegpt --to sharegpt.jsonl
+      synth export --input outputs/label-1 --format dpo --conversational --to hub:me/my-prefs
+
+    \b
+    Formats:
+      sft-messages           {"messages": [{"role", "content"}]}       (TRL conversational)
+      sft-prompt-completion  {"prompt", "completion"}                   (TRL prompt-completion)
+      alpaca                 {"instruction", "input", "output", "system", "history"}  (LLaMA-Factory, Axolotl)
+      sharegpt               {"conversations": [{"from", "value"}], "system"}         (LLaMA-Factory, Axolotl)
+      openai-chat            {"messages": [...]}                        (OpenAI fine-tuning JSONL)
+      dpo                    {"prompt", "chosen", "rejected"}           (TRL DPO, OpenRLHF)
+      kto                    {"prompt", "completion", "label"}          (TRL KTO, unpaired)
+      reward                 {"prompt", "chosen", "rejected", "margin"...}  (TRL RewardTrainer)
+
+    Any supported shape converts to any format that can hold it; whatever a format cannot hold
+    (a system prompt, earlier turns, a rejected reply, extra columns) is dropped with a warning
+    naming it. A README.md dataset card with Hub front matter is written beside the file (or
+    inside the folder).
+    """
+    from synth.dataset_card import render_card, run_manifest
+    from synth.export import convert
+
+    if dest.startswith("hub:") and "/" not in dest[4:]:
+        raise SynthError(f"--to {dest}: give hub:ORG/NAME")
+    target = None if dest.startswith("hub:") else Path(dest)
+    if target is not None and target.suffix not in (".jsonl", ".parquet", ""):
+        raise SynthError(f"--to {dest}: write .jsonl, .parquet, a folder (no suffix) or hub:ORG/NAME")
+    source_rows = input_rows(source, fmt)
+    if not source_rows:
+        raise SynthError(f"{source}: no rows to export")
+    rows, dropped = convert(source_rows, fmt, conversational, system_prompt)
+    if shuffle:
+        random.Random(seed).shuffle(rows)
+    if max_rows:
+        rows = rows[:max_rows]
+    splits = split_rows(rows, split, seed)
+    if dropped.counts:
+        click.echo(f"warning: {fmt} cannot hold everything in {source}: dropped " + dropped.summary(), err=True)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    manifest = run_manifest(source)
+    name = dest[4:].split("/")[-1] if target is None else (target.stem or target.name)
+    sizes = {k: len(v) for k, v in splits.items()}
+    if target is None:
+        repo = dest[4:]
+        card = render_card(name, fmt, conversational, sizes, {k: f"data/{k}.parquet" for k in splits}, columns, source,
+                           manifest, license_id, dropped.summary())
+        stage = Path(tempfile.mkdtemp(prefix="synth-hub-"))
+        push_to_hub(repo, splits, card, stage, private)
+        click.echo(f"export: {len(rows)} rows as {fmt} -> https://huggingface.co/datasets/{repo}")
+        return
+    if target.suffix:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        files = write_files(splits, target)
+        card_path = target.parent / "README.md"
+        card_path.write_text(render_card(name, fmt, conversational, sizes, files, columns, source, manifest,
+                                         license_id, dropped.summary()), encoding="utf-8")
+        where = ", ".join(str(target.parent / f) for f in files.values())
+    else:
+        dataset_dict(splits).save_to_disk(str(target))
+        card_path = target / "README.md"
+        card_path.write_text(render_card(name, fmt, conversational, sizes, None, columns, source, manifest,
+                                         license_id, dropped.summary()), encoding="utf-8")
+        where = str(target)
+    click.echo(f"export: {len(rows)} rows as {fmt} (" + ", ".join(f"{k} {v}" for k, v in sizes.items())
+               + f") -> {where}\n  card: {card_path}")

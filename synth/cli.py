@@ -138,5 +138,5 @@ def generate(input_path, field, system, temperature, top_p, max_tokens, seed, mo
 
 
 # Each module registers its commands on `main`.
-from synth import (cli_constitution, cli_dedup, cli_export, cli_feedback, cli_filter, cli_select,  # noqa: E402,F401
-                   cli_self_instruct)
+from synth import (cli_constitution, cli_dedup, cli_export, cli_feedback, cli_filter, cli_recipe,  # noqa: E402,F401
+                   cli_select, cli_self_instruct)

@@ -1,0 +1,131 @@
+"""`synth run RECIPE.yaml`: the steps of a recipe in one run folder, resumable step by step."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from synth.cli import default_output, main
+
+# exit codes of a step that still leave usable rows: 0 (all rows), 1 (some rows rejected)
+USABLE_EXITS = (0, 1)
+
+
+def run_step(argv: list[str]) -> int:
+    """One synth command in this process; its exit code."""
+    try:
+        main.main(args=argv, prog_name="synth", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:  # the step's own message, then the recipe's
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+@main.command(name="run")
+@click.argument("recipe_path", type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), help="The run folder.  [default: outputs/<recipe name>-<timestamp>]")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write report.html when the run ends.")
+def run_recipe(recipe_path, output, report):
+    """Run a recipe: synth commands in order, each reading the previous step's rows.
+
+    \b
+    Example:
+      synth run recipes/constitutional-dpo.yaml --output outputs/cdpo
+
+    The run folder holds one subfolder per step (01-critique-revise, 02-label, ...) and a
+    manifest.json recording every step: its command line, status, exit code, rows file and times.
+    Re-running the same command resumes: finished steps are skipped, and a step that was cut off
+    goes on from its own run folder (nothing generated twice). The recipe is checked before any
+    step runs: unknown steps or options and missing inputs are errors naming the recipe line.
+    See recipes/ for examples.
+    """
+    from synth.errors import SynthError
+    from synth.export import PREFERENCE_FORMATS
+    from synth.recipe import PREFERENCE_STEPS, load_recipe, resolve, step_argv, step_rows
+    from synth.store import write_json_atomic
+
+    recipe = load_recipe(recipe_path)
+    output = output or default_output(recipe.name)
+    output.mkdir(parents=True, exist_ok=True)
+    manifest_path = output / "manifest.json"
+    import json
+
+    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    done = {s["name"]: s for s in previous.get("steps", []) if s.get("status") == "done"}
+    manifest = {"command": "run", "recipe": str(recipe_path), "name": recipe.name, "steps": [],
+                "started_at": previous.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S")}
+    rows_of: dict[str, Path] = {}
+    folders: dict[str, tuple[str, Path]] = {}
+    last: str | None = None
+    exports: list[str] = []
+    for k, step in enumerate(recipe.steps):
+        folder = output / f"{k + 1:02d}-{step.name}"
+        wants_preference = step.command in PREFERENCE_STEPS or (
+            step.command == "export" and step.options.get("--format") in PREFERENCE_FORMATS)
+        if step.input in folders:
+            command, source_folder = folders[step.input]
+            source = step_rows(command, source_folder, wants_preference)
+        elif step.input:
+            source = resolve(recipe, step.input)
+        elif last is not None:
+            command, source_folder = folders[last]
+            source = step_rows(command, source_folder, wants_preference)
+        else:
+            source = resolve(recipe, recipe.input) if recipe.input else None
+        argv = step_argv(recipe, step, folder, source)
+        record = {"name": step.name, "command": step.command, "folder": folder.name, "argv": argv,
+                  "input": str(source) if source else None}
+        if step.name in done and done[step.name].get("argv") == argv:
+            click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: done earlier, skipped")
+            manifest["steps"].append(done[step.name])
+        else:
+            click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: synth {' '.join(argv)}")
+            started = time.monotonic()
+            manifest["steps"].append({**record, "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            write_json_atomic(manifest_path, manifest)
+            folder.mkdir(parents=True, exist_ok=True)
+            code = run_step(argv)
+            manifest["steps"][-1].update(exit_code=code, wall_seconds=round(time.monotonic() - started, 3),
+                                         ended_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                         status="done" if code in USABLE_EXITS else "failed")
+            write_json_atomic(manifest_path, manifest)
+            if code not in USABLE_EXITS:
+                raise SynthError(f"{recipe_path}: step '{step.name}' (line {step.line}) stopped with exit code {code}; "
+                                 f"fix it and run the same command again to resume from this step")
+        folders[step.name] = (step.command, folder)
+        if step.command == "export":
+            exports += [str(p) for p in sorted(folder.iterdir()) if p.name != "README.md"]
+        else:
+            last = step.name
+    manifest["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json_atomic(manifest_path, manifest)
+    lines = [f"recipe {recipe.name}: {len(recipe.steps)} steps done -> {output}"]
+    lines += [f"  {path}" for path in exports]
+    if report:
+        from synth.report import write_report
+
+        lines.append(f"  report: {write_report(output)}")
+    click.echo("\n".join(lines))
+
+
+@main.command(name="report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--embedder", default="minilm", show_default=True,
+              help="Encoder for the diversity plots: 'minilm', 'static', or a local model folder.")
+def report_command(run_dir, embedder):
+    """Write RUN_DIR/report.html: a self-contained page of plots and tables about a run.
+
+    Rows per step and rejection reasons, length distributions, principle usage, judge score and
+    margin histograms with the position-consistency rate, diversity (nearest-neighbour cosine and a
+    2-D projection coloured by step), tokens and cost per step, and sample rows side by side.
+    Plots are embedded PNGs: the file opens offline and can be mailed as is.
+    """
+    from synth.report import write_report
+
+    click.echo(f"report: {write_report(run_dir, embedder)}")

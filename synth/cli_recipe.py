@@ -58,6 +58,8 @@ def run_recipe(recipe_path, output, report):
 
     previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     done = {s["name"]: s for s in previous.get("steps", []) if s.get("status") == "done"}
+    earlier_argv = {s["name"]: s.get("argv") for s in previous.get("steps", [])}
+    rerun = False  # once a step runs again, every later step does too: its input changed
     manifest = {"command": "run", "recipe": str(recipe_path), "name": recipe.name, "steps": [],
                 "started_at": previous.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S")}
     rows_of: dict[str, Path] = {}
@@ -79,13 +81,19 @@ def run_recipe(recipe_path, output, report):
         else:
             source = resolve(recipe, recipe.input) if recipe.input else None
         argv = step_argv(recipe, step, folder, source)
+        if source is not None and source.is_file() and source.stat().st_size == 0:
+            raise SynthError(f"{recipe_path} line {step.line}: step '{step.name}' has no input rows: {source} is empty "
+                             f"(see rejected.jsonl beside it for why the previous step kept nothing)")
+        if step.command != "export" and earlier_argv.get(step.name) not in (None, argv) and folder.exists():
+            argv.append("--overwrite")  # the recipe changed this step: redo it (the response cache is kept)
         record = {"name": step.name, "command": step.command, "folder": folder.name, "argv": argv,
                   "input": str(source) if source else None}
-        if step.name in done and done[step.name].get("argv") == argv:
+        if not rerun and step.name in done and done[step.name].get("argv") == argv:
             click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: done earlier, skipped")
             manifest["steps"].append(done[step.name])
         else:
             click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: synth {' '.join(argv)}")
+            rerun = True
             started = time.monotonic()
             manifest["steps"].append({**record, "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
             write_json_atomic(manifest_path, manifest)
@@ -100,7 +108,7 @@ def run_recipe(recipe_path, output, report):
                                  f"fix it and run the same command again to resume from this step")
         folders[step.name] = (step.command, folder)
         if step.command == "export":
-            exports += [str(p) for p in sorted(folder.iterdir()) if p.name != "README.md"]
+            exports += [f"{step.options.get('--format')}: {p}" for p in sorted(folder.iterdir()) if p.name != "README.md"]
         else:
             last = step.name
     manifest["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")

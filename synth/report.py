@@ -94,8 +94,9 @@ def write_report(run: Path, embedder: str = "minilm") -> Path:
             for reason, n in (counts.get(source) or manifest.get(source) or {}).items():
                 reasons[f"{name}: {reason}"] += n
         tokens = manifest.get("tokens") or {}
-        total_in = sum(t.get("input", 0) for t in tokens.values()) if isinstance(tokens, dict) else 0
-        total_out = sum(t.get("output", 0) for t in tokens.values()) if isinstance(tokens, dict) else 0
+        per_model = [t for t in tokens.values() if isinstance(t, dict)] if isinstance(tokens, dict) else []
+        total_in = sum(t.get("prompt", t.get("input", 0)) for t in per_model)
+        total_out = sum(t.get("completion", t.get("output", 0)) for t in per_model)
         cost_rows.append([name, total_in, total_out, manifest.get("cost_usd", 0) or 0])
     sections.append("<h2>Rows per step</h2>" + _table(["step", "in", "written / kept", "rejected / removed"], count_rows))
     if reasons:
@@ -156,7 +157,7 @@ def write_report(run: Path, embedder: str = "minilm") -> Path:
 
 def _diversity(steps, embedder: str) -> str:
     """Nearest-neighbour cosine histogram and a PCA projection coloured by the step rows came from."""
-    texts, sources = [], []
+    texts, sources, seen = [], [], set()
     for name, folder, manifest in steps:
         if manifest.get("command") in ("export",):
             continue
@@ -164,7 +165,8 @@ def _diversity(steps, embedder: str) -> str:
             for row in _rows(folder, file)[:500]:
                 text = _text(row.get("chosen") or row.get("output") or row.get("prompt") or row.get("text")
                              or row.get("messages"))
-                if text.strip():
+                if text.strip() and text not in seen:  # each text once, coloured by the step it first appears in
+                    seen.add(text)
                     texts.append(text)
                     sources.append(name)
             if (folder / file).exists():

@@ -47,7 +47,7 @@ def run_recipe(recipe_path, output, report):
     """
     from synth.errors import SynthError
     from synth.export import PREFERENCE_FORMATS
-    from synth.recipe import PREFERENCE_STEPS, load_recipe, resolve, step_argv, step_rows
+    from synth.recipe import PREFERENCE_STEPS, load_recipe, option_names, resolve, step_argv, step_rows
     from synth.store import write_json_atomic
 
     recipe = load_recipe(recipe_path)
@@ -84,7 +84,8 @@ def run_recipe(recipe_path, output, report):
         if source is not None and source.is_file() and source.stat().st_size == 0:
             raise SynthError(f"{recipe_path} line {step.line}: step '{step.name}' has no input rows: {source} is empty "
                              f"(see rejected.jsonl beside it for why the previous step kept nothing)")
-        if step.command != "export" and earlier_argv.get(step.name) not in (None, argv) and folder.exists():
+        if "--overwrite" in option_names(main.commands[step.command]) and folder.exists() \
+                and earlier_argv.get(step.name) not in (None, argv):
             argv.append("--overwrite")  # the recipe changed this step: redo it (the response cache is kept)
         record = {"name": step.name, "command": step.command, "folder": folder.name, "argv": argv,
                   "input": str(source) if source else None}

@@ -27,17 +27,6 @@ def _finalise(h):  # splitmix64's finaliser: every input bit affects every outpu
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def window_hashes(words, starts, lengths, n, mix, offsets, out):
-    """out[offsets[r]:offsets[r+1]] = the hashes of row r's word n-gram windows (order-sensitive)."""
-    for r in numba.prange(starts.shape[0]):
-        for k in range(offsets[r + 1] - offsets[r]):
-            h = np.uint64(0)
-            for j in range(n):
-                h = _finalise(h ^ (words[starts[r] + k + j] * mix[j % mix.shape[0]]))
-            out[offsets[r] + k] = h
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
 def signatures(values, offsets, a, b, out):
     """out[r, p] = min over row r's shingles x of (a[p] * low32(x) + b[p]) >> 32."""
     for r in numba.prange(offsets.shape[0] - 1):
@@ -63,29 +52,6 @@ def _distinct(values, lo, hi):
         if k == lo or values[k] != values[k - 1]:
             count += 1
     return count
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def pair_jaccard(values, offsets, first, second, out):
-    """out[i] = Jaccard of the shingle sets of rows first[i] and second[i] (rows sorted)."""
-    for i in numba.prange(first.shape[0]):
-        alo, ahi = offsets[first[i]], offsets[first[i] + 1]
-        blo, bhi = offsets[second[i]], offsets[second[i] + 1]
-        a, b, common = alo, blo, 0
-        while a < ahi and b < bhi:
-            if values[a] < values[b]:
-                a += 1
-            elif values[a] > values[b]:
-                b += 1
-            else:
-                common += 1
-                x = values[a]
-                while a < ahi and values[a] == x:
-                    a += 1
-                while b < bhi and values[b] == x:
-                    b += 1
-        union = _distinct(values, alo, ahi) + _distinct(values, blo, bhi) - common
-        out[i] = common / union if union else 1.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -218,3 +184,10 @@ def greedy_lsh(values, offsets, groups, group_count, threshold, kept_as, similar
                 g = groups[r, b]
                 after[r, b] = head[g]
                 head[g] = r
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def pair_jaccard(values, offsets, first, second, out):
+    """out[i] = Jaccard of the shingle sets of rows first[i] and second[i] (rows sorted)."""
+    for i in numba.prange(first.shape[0]):
+        out[i] = _jaccard_sorted(values, offsets, first[i], second[i])

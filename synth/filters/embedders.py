@@ -161,7 +161,10 @@ def export_onnx(folder: Path, target: Path) -> None:
 
     example = tokenizer(["an example", "another example sentence"], padding=True, return_tensors="pt")
     axes = {name: {0: "batch", 1: "tokens"} for name in (*ONNX_INPUTS, "last_hidden_state")}
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about BERT internals, not about the user's data
         torch.onnx.export(LastHiddenState(model), tuple(example[k] for k in ONNX_INPUTS), str(target),
                           input_names=list(ONNX_INPUTS), output_names=["last_hidden_state"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)

@@ -58,10 +58,9 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
     and the similarity. The kept rows are written in the input's form (rows.jsonl, rows.parquet
     or dataset/), in input order.
     """
-    from synth.corpus import default_text_field, read_corpus, row_text, write_corpus
+    from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
     from synth.errors import SynthError
     from synth.filters.dedup import METHODS, deduplicate
-    from synth.rows import stable_id
     from synth.store import write_json_atomic
 
     methods = [m.strip() for m in method.split(",") if m.strip()]
@@ -94,11 +93,10 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
     encoder = cache = None
     if "embedding" in methods:  # after the input is known good: the first use distils
         from synth.filters.embedders import load_encoder
-        from synth.filters.embedding import VectorCache
-        from synth.resources import user_cache_dir
+        from synth.filters.embedding import open_vector_cache
 
         encoder = load_encoder(embedder, progress=True)
-        cache = VectorCache(vector_cache or user_cache_dir() / "vectors.sqlite")
+        cache = open_vector_cache(vector_cache)
     options = dict(rouge_threshold=rouge_threshold, minhash_threshold=minhash_threshold, ngram=ngram,
                    embedding_threshold=embedding_threshold, vector_cache=cache, index_kind=index_kind,
                    case=not keep_case, punctuation=not keep_punctuation)
@@ -111,7 +109,7 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
     vectors = {"cache": str(cache.path), "encoded": cache.encoded, "reused": cache.reused} if cache else None
     if cache:
         cache.close()
-    ids = [row["id"] if isinstance(row.get("id"), str) else stable_id(texts[k]) for k, row in enumerate(rows)]
+    ids = [row_id(row, text) for row, text in zip(rows, texts)]
     output = output or default_output("dedup")
     output.mkdir(parents=True, exist_ok=True)
     removed_index = {r.index for r in removals}

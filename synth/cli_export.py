@@ -43,12 +43,6 @@ def split_rows(rows: list[dict], split: str | None, seed: int) -> dict[str, list
     return {"train": [r for k, r in enumerate(rows) if k not in held], name: [r for k, r in enumerate(rows) if k in held]}
 
 
-def _uniform(rows: list[dict]) -> list[dict]:
-    """Same keys in every row (missing ones None), so Arrow infers one schema."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    return [{k: row.get(k) for k in keys} for row in rows]
-
-
 def write_files(splits: dict[str, list[dict]], dest: Path) -> dict[str, str]:
     """Each split to a .jsonl or .parquet file (DEST, or DEST-SPLIT with several splits); {split: file name}."""
     written = {}
@@ -61,7 +55,9 @@ def write_files(splits: dict[str, list[dict]], dest: Path) -> dict[str, str]:
         else:
             import datasets
 
-            datasets.Dataset.from_list(_uniform(rows)).to_parquet(str(path))
+            from synth.corpus import uniform_rows
+
+            datasets.Dataset.from_list(uniform_rows(rows)).to_parquet(str(path))
         written[split] = path.name
     return written
 
@@ -69,7 +65,9 @@ def write_files(splits: dict[str, list[dict]], dest: Path) -> dict[str, str]:
 def dataset_dict(splits: dict[str, list[dict]]):
     import datasets
 
-    return datasets.DatasetDict({k: datasets.Dataset.from_list(_uniform(v)) for k, v in splits.items()})
+    from synth.corpus import uniform_rows
+
+    return datasets.DatasetDict({k: datasets.Dataset.from_list(uniform_rows(v)) for k, v in splits.items()})
 
 
 def push_to_hub(repo: str, splits: dict[str, list[dict]], card: str, stage: Path, private: bool) -> None:

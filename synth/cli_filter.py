@@ -83,10 +83,9 @@ def filter_command(input_path, output, field, template, output_field, min_words,
     output_non_text), blacklist:WORD, not_allowlisted, empty_output and refusal_only (an answer
     that only apologises or declines). Kept rows are written in the input's form, in input order.
     """
-    from synth.corpus import default_text_field, read_corpus, row_text, write_corpus
+    from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
     from synth.errors import SynthError
     from synth.filters.quality import QualityFilter
-    from synth.rows import stable_id
     from synth.store import write_json_atomic
 
     if max_words is not None and max_words < min_words:
@@ -117,8 +116,7 @@ def filter_command(input_path, output, field, template, output_field, min_words,
                 kept.append(row)
                 continue
             reasons[reason] += 1
-            row_id = row["id"] if isinstance(row.get("id"), str) else stable_id(text)
-            removed.write(json.dumps({"id": row_id, "reason": reason, "line": line, "row": row},
+            removed.write(json.dumps({"id": row_id(row, text), "reason": reason, "line": line, "row": row},
                                      ensure_ascii=False, default=str) + "\n")
     written = write_corpus(kept, output, form)
     write_json_atomic(output / "manifest.json", {

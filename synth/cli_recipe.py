@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -54,8 +55,6 @@ def run_recipe(recipe_path, output, report):
     output = output or default_output(recipe.name)
     output.mkdir(parents=True, exist_ok=True)
     manifest_path = output / "manifest.json"
-    import json
-
     previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     done = {s["name"]: s for s in previous.get("steps", []) if s.get("status") == "done"}
     earlier_argv = {s["name"]: s.get("argv") for s in previous.get("steps", [])}

@@ -32,15 +32,14 @@ def corpus_vectors(path: Path, field, template, embedder, vector_cache):
     """(rows, texts, vectors, form): read a corpus, build each row's text, embed it (cached)."""
     from synth.corpus import default_text_field, read_corpus, row_text
     from synth.filters.embedders import check_embedder, load_encoder
-    from synth.filters.embedding import VectorCache, encode_cached
-    from synth.resources import user_cache_dir
+    from synth.filters.embedding import encode_cached, open_vector_cache
 
     check_embedder(embedder)
     rows, lines, form = read_corpus(path)
     field, template = default_text_field(rows[0], field, template)
     texts = [row_text(row, line, path, field, template).strip() for row, line in zip(rows, lines)]
     encoder = load_encoder(embedder, progress=True)
-    cache = VectorCache(vector_cache or user_cache_dir() / "vectors.sqlite")
+    cache = open_vector_cache(vector_cache)
     vectors, _ = encode_cached(texts, encoder, cache, progress=sys.stderr.isatty())
     cache.close()
     return rows, texts, vectors, form

@@ -59,7 +59,7 @@ def write_corpus(rows: list[dict[str, Any]], folder: Path, form: str) -> Path:
         return out
     import datasets
 
-    data = datasets.Dataset.from_list(rows)
+    data = datasets.Dataset.from_list(uniform_rows(rows))
     if form == "parquet":
         out = folder / "rows.parquet"
         data.to_parquet(str(out))
@@ -67,6 +67,20 @@ def write_corpus(rows: list[dict[str, Any]], folder: Path, form: str) -> Path:
     out = folder / "dataset"
     data.save_to_disk(str(out))
     return out
+
+
+def uniform_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same keys in every row (missing ones None): `Dataset.from_list` takes its columns from
+    the first row alone and would drop a key that only later rows have."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return [{k: row.get(k) for k in keys} for row in rows]
+
+
+def row_id(row: dict, text: str) -> str:
+    """A row's own string id, else a stable one from its text (for lineage files)."""
+    from synth.rows import stable_id
+
+    return row["id"] if isinstance(row.get("id"), str) else stable_id(text)
 
 
 def default_text_field(first: dict, field: str | None, template: str | None) -> tuple[str | None, str | None]:

@@ -16,13 +16,12 @@ depend on order; Ray Data does the work that grows with the corpus, a block of r
 
 from __future__ import annotations
 
-import hashlib
 from typing import Sequence
 
 import numpy as np
 
 from synth.errors import SynthError
-from synth.filters.dedup import Removal, normalise
+from synth.filters.dedup import Removal, exact_key
 
 BLOCK_ROWS = 4096
 
@@ -86,8 +85,7 @@ def ray_filter_reasons(texts: Sequence[str], outputs: Sequence[str | None], qual
 
 def _exact(texts: Sequence[str], order: list[int], normalisation: dict) -> list[Removal]:
     def hashes(batch):
-        keys = [hashlib.blake2b(normalise(t, **normalisation).encode("utf-8"), digest_size=16).hexdigest()
-                for t in batch["text"]]
+        keys = [exact_key(t, **normalisation).hex() for t in batch["text"]]
         return {"rank": batch["rank"], "key": np.array(keys, dtype=object)}
 
     data = _dataset({"rank": range(len(order)), "text": [texts[i] for i in order]})
@@ -107,8 +105,7 @@ def _exact(texts: Sequence[str], order: list[int], normalisation: dict) -> list[
 
 def _minhash(texts: Sequence[str], order: list[int], threshold: float, ngram: int,
              num_perm: int = 128) -> list[Removal]:
-    from synth.filters.minhash import (MinHasher, band_keys, candidate_pairs, greedy_from_pairs, lsh_params,
-                                       shingle_arrays)
+    from synth.filters.minhash import candidate_pairs, greedy_from_pairs, lsh_params, shingle_arrays, shingle_band_keys
     from synth.filters.minhash_kernels import pair_jaccard, sort_rows
 
     ray = start_ray()
@@ -116,8 +113,7 @@ def _minhash(texts: Sequence[str], order: list[int], threshold: float, ngram: in
     ordered = [texts[i] for i in order]
 
     def keys_of(batch):
-        values, offsets = shingle_arrays(list(batch["text"]), ngram)
-        keys = band_keys(MinHasher(num_perm).signatures_of(values, offsets), bands, rows)
+        _, offsets, keys = shingle_band_keys(list(batch["text"]), ngram, bands, rows, num_perm)
         return {"rank": batch["rank"], "keys": keys, "empty": offsets[1:] == offsets[:-1]}
 
     result = _collect(_dataset({"rank": range(len(order)), "text": ordered}).map_batches(keys_of, batch_format="numpy"),
@@ -152,29 +148,19 @@ def _minhash(texts: Sequence[str], order: list[int], threshold: float, ngram: in
 
 def _embedding_vectors(texts: Sequence[str], encoder_spec: str, cache) -> np.ndarray:
     from synth.filters.embedders import load_encoder
-    from synth.filters.embedding import VectorCache
+    from synth.filters.embedding import encode_cached
 
-    encoder = load_encoder(encoder_spec)
-    keys = [VectorCache.key(t) for t in texts]
-    known = cache.get(encoder.name, keys, encoder.dim) if cache else {}
-    todo = list(dict.fromkeys(t for k, t in zip(keys, texts) if k not in known))
-    fresh_keys: set[bytes] = set()
-    if todo:
-        def encode(batch):
-            loaded = _ENCODERS.get(encoder_spec) or _ENCODERS.setdefault(encoder_spec, load_encoder(encoder_spec))
-            return {"key": batch["key"], "vector": loaded.encode(list(batch["text"]))}
+    def encode_batch(batch):
+        loaded = _ENCODERS.get(encoder_spec) or _ENCODERS.setdefault(encoder_spec, load_encoder(encoder_spec))
+        return {"pos": batch["pos"], "vector": loaded.encode(list(batch["text"]))}
 
-        data = _dataset({"key": [VectorCache.key(t) for t in todo], "text": todo})
-        result = _collect(data.map_batches(encode, batch_format="numpy"), ["key", "vector"])
-        fresh = dict(zip((bytes(k) for k in result["key"]), result["vector"]))
-        fresh_keys = set(fresh)
-        if cache:
-            cache.encoded += len(fresh)
-            cache.put(encoder.name, fresh.items())
-        known.update(fresh)
-    if cache:
-        cache.reused += sum(1 for k in keys if k in known and k not in fresh_keys)
-    return np.ascontiguousarray(np.stack([known[k] for k in keys]), dtype=np.float32)
+    def encode_on_ray(todo: list[str]) -> np.ndarray:
+        result = _collect(_dataset({"pos": range(len(todo)), "text": todo}).map_batches(encode_batch, batch_format="numpy"),
+                          ["pos", "vector"])
+        return result["vector"][np.argsort(result["pos"])]
+
+    vectors, _ = encode_cached(texts, load_encoder(encoder_spec), cache, encode=encode_on_ray)
+    return vectors
 
 
 def ray_deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,

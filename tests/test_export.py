@@ -167,3 +167,13 @@ def test_alpaca_and_sharegpt_match_llama_factory_and_axolotl(tmp_path, write_jso
     row = read(tmp_path / "sharegpt.jsonl")[0]
     assert row["system"] == "S" and [t["from"] for t in row["conversations"]] == ["human", "gpt", "human", "gpt"]
     assert all(set(t) == {"from", "value"} for t in row["conversations"])
+
+
+def test_parquet_and_hf_forms_keep_keys_only_later_rows_have(tmp_path):
+    # Dataset.from_list takes its columns from the first row alone; every writer goes through uniform_rows
+    from synth.corpus import read_corpus, write_corpus
+
+    rows = [{"id": "a", "text": "x"}, {"id": "b", "text": "y", "score": 3}]
+    for form in ("parquet", "hf"):
+        written = write_corpus(rows, tmp_path / form, form)
+        assert read_corpus(written)[0] == [{"id": "a", "text": "x", "score": None}, {"id": "b", "text": "y", "score": 3}]

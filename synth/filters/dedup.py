@@ -41,11 +41,16 @@ def normalise(text: str, case: bool = True, whitespace: bool = True, punctuation
     return text
 
 
+def exact_key(text: str, **normalisation: bool) -> bytes:
+    """What `exact` compares: a 128-bit hash of the normalised text."""
+    return hashlib.blake2b(normalise(text, **normalisation).encode("utf-8"), digest_size=16).digest()
+
+
 def exact_pass(texts: Sequence[str], order: Iterable[int], **normalisation: bool) -> list[Removal]:
     first: dict[bytes, int] = {}
     removed = []
     for index in order:
-        key = hashlib.blake2b(normalise(texts[index], **normalisation).encode("utf-8"), digest_size=16).digest()
+        key = exact_key(texts[index], **normalisation)
         if key in first:
             removed.append(Removal(index, first[key], "exact", 1.0))
         else:

@@ -67,9 +67,17 @@ class VectorCache:
         self.db.close()
 
 
+def open_vector_cache(path: Path | None = None) -> VectorCache:
+    """The vector cache at `path`, else the one shared by every run: vectors.sqlite in the user cache folder."""
+    from synth.resources import user_cache_dir
+
+    return VectorCache(path or user_cache_dir() / "vectors.sqlite")
+
+
 def encode_cached(texts: Sequence[str], encoder: Encoder, cache: VectorCache | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, int]:
-    """(vectors, how many were encoded now); identical texts are encoded once."""
+                  progress: bool = False, encode=None) -> tuple[np.ndarray, int]:
+    """(vectors, how many were encoded now); identical texts are encoded once. `encode` (texts ->
+    vectors) replaces `encoder.encode`, e.g. to spread the encoding over a Ray cluster."""
     keys = [VectorCache.key(t) for t in texts]
     known = cache.get(encoder.name, keys, encoder.dim) if cache else {}
     todo = {}
@@ -80,7 +88,7 @@ def encode_cached(texts: Sequence[str], encoder: Encoder, cache: VectorCache | N
         cache.encoded += len(todo)
         cache.reused += len(keys) - sum(1 for k in keys if k in todo)
     if todo:
-        fresh = encoder.encode(list(todo.values()), progress=progress)
+        fresh = encode(list(todo.values())) if encode else encoder.encode(list(todo.values()), progress=progress)
         known.update(zip(todo.keys(), fresh))
         if cache:
             cache.put(encoder.name, zip(todo.keys(), fresh))

@@ -115,6 +115,13 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
+def shingle_band_keys(texts: Sequence[str], ngram: int, bands: int, rows: int,
+                      num_perm: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shingle values, offsets, band keys) of a batch of texts: what both engines compute per row."""
+    values, offsets = shingle_arrays(texts, ngram)
+    return values, offsets, band_keys(MinHasher(num_perm).signatures_of(values, offsets), bands, rows)
+
+
 def candidate_pairs(keys: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(earlier, later) row pairs that share a band key, each pair once, sorted by later row."""
     from synth.filters.minhash_kernels import group_pairs
@@ -141,11 +148,11 @@ def minhash_pass(texts: Sequence[str] | dict[int, str], order: Iterable[int], th
     if not order:
         return []
     bands, rows = params or lsh_params(threshold, num_perm)
-    hasher = MinHasher(num_perm)
     value_parts, offset_parts, key_parts, base = [], [], [], 0
     for start in range(0, len(order), batch):  # bounded temporaries; keys and shingles are kept
-        values, offsets = shingle_arrays([texts[i] for i in order[start:start + batch]], ngram)
-        key_parts.append(band_keys(hasher.signatures_of(values, offsets), bands, rows))
+        values, offsets, keys = shingle_band_keys([texts[i] for i in order[start:start + batch]], ngram, bands, rows,
+                                                  num_perm)
+        key_parts.append(keys)
         value_parts.append(values)
         offset_parts.append(offsets[:-1] + base)
         base += len(values)

@@ -136,7 +136,7 @@ def write_report(run: Path, embedder: str = "minilm") -> Path:
         rate = f"{sum(consistent) / len(consistent):.0%} of {len(consistent)} pairs" if consistent else "not measured"
         sections.append(f"<h2>Judge</h2><p>Position consistency (same winner in both orders): <b>{rate}</b></p>"
                         + _figure_png(lambda ax: (ax.hist(scores, bins=10, range=(0, 1), alpha=0.6, label="score"),
-                                                  ax.hist(margins, bins=10, range=(0, 1), alpha=0.6, label="margin"),
+                                                  ax.hist(margins, bins=10, range=(0, 1), alpha=0.6, label="margin (confidence)"),
                                                   ax.legend(), ax.set_xlabel("probability"), ax.set_ylabel("pairs"))))
     sections.append(_diversity(steps, embedder))
     if trace:

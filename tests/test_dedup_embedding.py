@@ -108,7 +108,7 @@ def run(*args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("embedder", ["minilm", "minilm-torch"])
+@pytest.mark.parametrize("embedder", ["minilm", "minilm-onnx"])
 def test_minilm_removes_paraphrases_and_keeps_distinct_texts(tmp_path, write_jsonl, embedder):
     out = tmp_path / "out"
     result = run("--input", write_jsonl(PARAPHRASES), "--output", out, "--method", "embedding",
@@ -125,7 +125,7 @@ def test_onnx_path_gives_the_pytorch_vectors():
     from synth.filters.embedders import load_encoder
 
     texts = [r["text"] for r in PARAPHRASES] + ["a much longer text " * 40, "x"]
-    onnx, torch = load_encoder("minilm"), load_encoder("minilm-torch")
+    onnx, torch = load_encoder("minilm-onnx"), load_encoder("minilm")
     assert type(onnx).__name__ == "OnnxMiniLMEncoder"
     cosines = (onnx.encode(texts) * torch.encode(texts)).sum(axis=1)
     assert cosines.min() >= 0.999

@@ -1,9 +1,10 @@
 """Sentence encoders for semantic dedup, all local and offline.
 
-    minilm       the embedded all-MiniLM-L6-v2, run by ONNX Runtime from an fp32 export made once
-                 and cached (same vectors as sentence-transformers to cosine 1.0000, and faster on
-                 CPU: see benchmarks/dedup.py); PyTorch through sentence-transformers when ONNX
-                 Runtime is missing, or with `minilm-torch`
+    minilm       the embedded all-MiniLM-L6-v2 through sentence-transformers (PyTorch)
+    minilm-onnx  the same model exported once to fp32 ONNX and run by ONNX Runtime: the same vectors
+                 (cosine 1.0000) but 0.84x the PyTorch speed on 2 CPU cores
+                 (benchmarks/minilm_backends.py), so not the default; int8 ONNX was rejected
+                 outright (cosine down to 0.91 against the fp32 vectors)
     static       a model2vec static model distilled from that same MiniLM (model2vec.distill,
                  about 25 s, once, cached in the user cache folder; never downloaded)
     PATH         any local sentence-transformers or model2vec folder
@@ -86,6 +87,10 @@ class TransformerEncoder:
     def __init__(self, folder: Path, batch_size: int = 64):
         _offline()
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # its weight-loading report and bar are noise in a CLI's output
+        hf_logging.disable_progress_bar()
 
         self.model = SentenceTransformer(str(folder), device="cpu")
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
@@ -217,16 +222,11 @@ def is_model2vec(folder: Path) -> bool:
 
 
 def load_encoder(spec: str = "minilm", progress: bool = False) -> Encoder:
-    """`minilm`, `minilm-torch`, `static`, or a local sentence-transformers / model2vec folder."""
+    """`minilm`, `minilm-onnx`, `static`, or a local sentence-transformers / model2vec folder."""
     if spec == "minilm":
-        try:
-            import onnx  # noqa: F401  (the one-time export needs it)
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return TransformerEncoder(embedded_embedder_path())
-        return OnnxMiniLMEncoder(embedded_embedder_path(), progress=progress)
-    if spec == "minilm-torch":
         return TransformerEncoder(embedded_embedder_path())
+    if spec == "minilm-onnx":
+        return OnnxMiniLMEncoder(embedded_embedder_path(), progress=progress)
     if spec == "static":
         return StaticEncoder(static_minilm_path(progress))
     folder = check_embedder(spec)
@@ -237,7 +237,7 @@ def load_encoder(spec: str = "minilm", progress: bool = False) -> Encoder:
 
 def check_embedder(spec: str) -> Path | None:
     """Refuse an --embedder that is neither a known name nor a model folder, before any work."""
-    if spec in (*EMBEDDERS, "minilm-torch"):
+    if spec in (*EMBEDDERS, "minilm-onnx"):
         return None
     folder = Path(spec).expanduser()
     if not folder.is_dir():

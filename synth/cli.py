@@ -6,6 +6,7 @@ that need them, so `synth --help` answers at once.
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
@@ -17,10 +18,28 @@ from synth.backends import SPEC_HELP
 MODEL_HELP = f"Model spec. {SPEC_HELP}."
 
 
+USER_FIXABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS, errno.ENOSPC)
+
+
 class SynthGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["synth.argv"] = ["synth", *args]  # for the manifest (secrets are masked there)
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        from synth.errors import SynthError
+        from synth.runner import handle_sigterm
+
+        handle_sigterm()  # SIGTERM stops a run like ^C: rows kept, manifest marked interrupted, exit 143
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            # A path the user chose can't be read or written (permissions, a file where a folder
+            # should be, a read-only or full disk): one line, no traceback.
+            if exc.filename is None or exc.errno not in USER_FIXABLE_ERRNOS:
+                raise
+            raise SynthError(f"{exc.filename}: {exc.strerror}; check the path and its permissions, "
+                             "or choose another one") from None
 
 
 @click.group(cls=SynthGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,12 +65,12 @@ def run_options(command: str, model_option: bool = True):
         options += [
             click.option("--output", type=click.Path(path_type=Path),
                          help=f"Run folder; re-running into it resumes.  [default: outputs/{command}-<timestamp>]"),
-            click.option("--overwrite", is_flag=True, help="Discard the run folder's rows and start again (its response cache is kept and reused)."),
+            click.option("--overwrite", is_flag=True, help="Discard the rows, rejections and manifest synth wrote in the run folder and start again (nothing else there is touched; the response cache and spend ledger are kept)."),
             click.option("--cache", type=click.Path(path_type=Path),
                          help="A response cache shared between runs.  [default: cache.sqlite in the run folder]"),
             click.option("--dry-run", is_flag=True, help="Count rows and estimate tokens and cost; call no model."),
             click.option("--limit", type=click.IntRange(1), help="Process only the first N input rows."),
-            click.option("--max-cost-usd", type=click.FloatRange(0), help="Stop cleanly (resumable) before spending more than this."),
+            click.option("--max-cost-usd", type=click.FloatRange(0), help="Hard cap on this run folder's spend in USD, across resumes: each request's worst case (prompt + --max-tokens) is reserved before it is sent, and one that could pass the cap is not sent. Stops cleanly (exit 4, resumable)."),
             click.option("--prices", type=click.Path(path_type=Path), help="Price table (YAML, USD per million tokens).  [default: the shipped one]"),
             click.option("--keep-truncated", is_flag=True, help="Keep responses cut off by --max-tokens (flagged meta.truncated).  [default: reject]"),
             click.option("--retry-rejected", is_flag=True, help="Ask the model again for rows rejected before, instead of reusing the cached response."),
@@ -83,8 +102,10 @@ def make_run_options(command: str, kw: dict):
 
 EXIT_CODES = """\b
 Exit codes: 0 done; 1 some requests failed after retries (in rejected.jsonl;
-re-run to retry them); 2 bad input or options; 3 the model backend can't be used;
-4 stopped by --max-cost-usd; 130 interrupted. Every finished row is kept in all cases."""
+re-run to retry them); 2 bad input or options, or the run folder is in use; 3 the
+model backend can't be used or went down mid-run (re-run to resume); 4 stopped by
+--max-cost-usd; 130 interrupted (^C); 143 terminated (SIGTERM). Every finished row
+is kept in all cases."""
 
 
 @main.command(epilog=EXIT_CODES)

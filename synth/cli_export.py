@@ -43,11 +43,17 @@ def split_rows(rows: list[dict], split: str | None, seed: int) -> dict[str, list
     return {"train": [r for k, r in enumerate(rows) if k not in held], name: [r for k, r in enumerate(rows) if k in held]}
 
 
+def split_paths(dest: Path, split_names: list[str]) -> list[Path]:
+    """The data file of each split: DEST, or DEST-SPLIT with several splits."""
+    if len(split_names) == 1:
+        return [dest]
+    return [dest.with_name(f"{dest.stem}-{split}{dest.suffix}") for split in split_names]
+
+
 def write_files(splits: dict[str, list[dict]], dest: Path) -> dict[str, str]:
     """Each split to a .jsonl or .parquet file (DEST, or DEST-SPLIT with several splits); {split: file name}."""
     written = {}
-    for split, rows in splits.items():
-        path = dest if len(splits) == 1 else dest.with_name(f"{dest.stem}-{split}{dest.suffix}")
+    for (split, rows), path in zip(splits.items(), split_paths(dest, list(splits))):
         if dest.suffix == ".jsonl":
             with path.open("w", encoding="utf-8") as handle:
                 for row in rows:
@@ -60,6 +66,54 @@ def write_files(splits: dict[str, list[dict]], dest: Path) -> dict[str, str]:
             datasets.Dataset.from_list(uniform_rows(rows)).to_parquet(str(path))
         written[split] = path.name
     return written
+
+
+def place_card(folder: Path, name: str, overwrite: bool) -> tuple[Path, str | None]:
+    """(where the card goes, a note when that is not README.md). synth export never replaces a
+    README.md it did not write, nor the card of another export into the same folder: the card
+    then goes to NAME.README.md beside the data."""
+    from synth.dataset_card import synth_card
+
+    readme = folder / "README.md"
+    if not readme.exists() or overwrite:
+        return readme, None
+    front = synth_card(readme)
+    if front is not None and front.get("pretty_name", name) == name:
+        return readme, None  # our own card of this same export: redo it
+    other = folder / f"{name}.README.md"
+    if other.exists() and synth_card(other) is None:
+        raise SynthError(f"--to: {readme} and {other} exist and were not written by synth export; give --overwrite "
+                         f"to replace {readme}, or export to another folder")
+    why = "is the card of another export" if front is not None else "was not written by synth export"
+    return other, f"{readme} {why}, so it was left alone; --overwrite replaces it"
+
+
+def check_not_foreign(paths: list[Path], folder: Path, name: str, overwrite: bool) -> None:
+    """An existing data file may be replaced only if a synth card beside it lists it (an earlier
+    export wrote it), or with --overwrite."""
+    from synth.dataset_card import card_data_files, synth_card
+
+    if overwrite:
+        return
+    ours = card_data_files(synth_card(folder / "README.md")) | card_data_files(synth_card(folder / f"{name}.README.md"))
+    for path in paths:
+        if path.exists() and path.name not in ours:
+            raise SynthError(f"--to: {path} exists and was not written by synth export; give --overwrite to replace "
+                             "it, or choose another --to")
+
+
+def check_folder_not_foreign(folder: Path, overwrite: bool) -> None:
+    """A folder destination (HF save_to_disk) that exists with content must be an earlier export's."""
+    from synth.dataset_card import synth_card
+
+    if overwrite or not folder.exists():
+        return
+    if not folder.is_dir():
+        raise SynthError(f"--to: {folder} is a file, and a --to without a suffix is a folder; give --to {folder}.jsonl "
+                         "or .parquet, or --overwrite to replace the file")
+    if any(folder.iterdir()) and synth_card(folder / "README.md") is None:
+        raise SynthError(f"--to: {folder} is a folder with files that synth export did not write; give --overwrite "
+                         "to write the dataset into it anyway, or choose another --to")
 
 
 def dataset_dict(splits: dict[str, list[dict]]):
@@ -113,7 +167,10 @@ def push_to_hub(repo: str, splits: dict[str, list[dict]], card: str, stage: Path
 @click.option("--max-rows", type=click.IntRange(1), help="Export at most this many rows (after shuffling).")
 @click.option("--license", "license_id", default="other", show_default=True, help="License id for the dataset card.")
 @click.option("--private", is_flag=True, help="hub: create the dataset repository as private.")
-def export_command(source, fmt, dest, conversational, split, seed, shuffle, system_prompt, max_rows, license_id, private):
+@click.option("--overwrite", is_flag=True,
+              help="Replace files at --to (and a README.md there) that synth export did not write.  [default: refuse]")
+def export_command(source, fmt, dest, conversational, split, seed, shuffle, system_prompt, max_rows, license_id, private,
+                   overwrite):
     """Write a dataset that TRL, Axolotl, LLaMA-Factory, OpenRLHF or the OpenAI API reads as is.
 
     \b
@@ -136,9 +193,14 @@ def export_command(source, fmt, dest, conversational, split, seed, shuffle, syst
 
     Any supported shape converts to any format that can hold it; whatever a format cannot hold
     (a system prompt, earlier turns, a rejected reply, extra columns) is dropped with a warning
-    naming it. A README.md dataset card with Hub front matter is written beside the file (or
-    inside the folder).
+    naming it; so is a row with an empty prompt or reply (counted, and noted in the card).
+
+    A README.md dataset card with Hub front matter is written beside the file (or inside the
+    folder). synth export replaces only files an earlier synth export wrote: an existing data
+    file of other origin needs --overwrite, and a README.md of other origin (or another
+    export's card) is left alone, the card going to NAME.README.md instead.
     """
+    from synth.corpus import cannot_write
     from synth.dataset_card import render_card, run_manifest
     from synth.export import convert
 
@@ -151,6 +213,11 @@ def export_command(source, fmt, dest, conversational, split, seed, shuffle, syst
     if not source_rows:
         raise SynthError(f"{source}: no rows to export")
     rows, dropped = convert(source_rows, fmt, conversational, system_prompt)
+    if dropped.empty:
+        click.echo(f"warning: dropped {dropped.empty} row{'s' if dropped.empty != 1 else ''} with an empty prompt "
+                   f"or reply (the first: {dropped.first_empty})", err=True)
+        if not rows:
+            raise SynthError(f"{source}: no rows to export: all {dropped.empty} have an empty prompt or reply")
     if shuffle:
         random.Random(seed).shuffle(rows)
     if max_rows:
@@ -165,23 +232,31 @@ def export_command(source, fmt, dest, conversational, split, seed, shuffle, syst
     if target is None:
         repo = dest[4:]
         card = render_card(name, fmt, conversational, sizes, {k: f"data/{k}.parquet" for k in splits}, columns, source,
-                           manifest, license_id, dropped.summary())
+                           manifest, license_id, dropped.summary(), dropped.empty)
         stage = Path(tempfile.mkdtemp(prefix="synth-hub-"))
         push_to_hub(repo, splits, card, stage, private)
         click.echo(f"export: {len(rows)} rows as {fmt} -> https://huggingface.co/datasets/{repo}")
         return
+    # Everything that would replace a file is checked before anything is written.
     if target.suffix:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        files = write_files(splits, target)
-        card_path = target.parent / "README.md"
-        card_path.write_text(render_card(name, fmt, conversational, sizes, files, columns, source, manifest,
-                                         license_id, dropped.summary()), encoding="utf-8")
-        where = ", ".join(str(target.parent / f) for f in files.values())
+        folder = target.parent
+        check_not_foreign(split_paths(target, list(splits)), folder, name, overwrite)
+        card_path, card_note = place_card(folder, name, overwrite)
     else:
-        dataset_dict(splits).save_to_disk(str(target))
-        card_path = target / "README.md"
-        card_path.write_text(render_card(name, fmt, conversational, sizes, None, columns, source, manifest,
-                                         license_id, dropped.summary()), encoding="utf-8")
-        where = str(target)
+        folder = target
+        check_folder_not_foreign(target, overwrite)
+        card_path, card_note = target / "README.md", None
+    try:
+        if target.suffix:
+            folder.mkdir(parents=True, exist_ok=True)
+            files = write_files(splits, target)
+            where = ", ".join(str(folder / f) for f in files.values())
+        else:
+            dataset_dict(splits).save_to_disk(str(target))
+            files, where = None, str(target)
+        card_path.write_text(render_card(name, fmt, conversational, sizes, files, columns, source, manifest,
+                                         license_id, dropped.summary(), dropped.empty), encoding="utf-8")
+    except OSError as exc:
+        raise cannot_write(target, exc, "--to") from None
     click.echo(f"export: {len(rows)} rows as {fmt} (" + ", ".join(f"{k} {v}" for k, v in sizes.items())
-               + f") -> {where}\n  card: {card_path}")
+               + f") -> {where}\n  card: {card_path}" + (f" ({card_note})" if card_note else ""))

@@ -133,7 +133,9 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
         if audit:
             sample = comparisons[:audit]
             texts = {r.id: [c.text for c in r.candidates] for r in rows}
-            report = bias_report(sample, texts, judge_comparisons(session, sample, texts, template, cfg))
+            verdicts = judge_comparisons(session, sample, texts, template, cfg)
+            reject_failed(session, sample, verdicts)
+            report = bias_report(sample, texts, verdicts)
             write_json_atomic(session.run.folder / "audit.json", report)
             session.notes.append(format_bias_report(report))
             session.notes.append("audit only: nothing labeled; run again without --audit (the audited pairs are cached)")
@@ -231,13 +233,28 @@ def eval_judge(pairs_path, judge, constitution_path, cot, seed, prompts_dir, **k
                 "constitution": constitution.provenance(), "template": template.hash}
     session = ModelRun("eval-judge", identity, {**identity, "input_rows": len(rows)}, judge, opts)
     session.begin()
+    report = None
     with session.stopping():
         texts = {r.id: [c.text for c in r.candidates] for r in rows}
-        report = bias_report(comparisons, texts, judge_comparisons(session, comparisons, texts, template, cfg),
-                             human_first=[0] * len(comparisons))
+        verdicts = judge_comparisons(session, comparisons, texts, template, cfg)
+        reject_failed(session, comparisons, verdicts)
+        report = bias_report(comparisons, texts, verdicts, human_first=[0] * len(comparisons))
         write_json_atomic(session.run.folder / "report.json", report)
         session.notes.append(format_bias_report(report))
     outcome = session.close()
-    click.echo(json.dumps({"agreement_with_human": report.get("agreement_with_human")}))
+    if report is not None:
+        click.echo(json.dumps({"agreement_with_human": report.get("agreement_with_human")}))
     if outcome.exit_code:
         raise SystemExit(outcome.exit_code)
+
+
+def reject_failed(session, comparisons, verdicts) -> None:
+    """A comparison whose request failed is a failure (exit 1, retried by a re-run), not a verdict."""
+    from synth.generators.pairwise import failed
+    from synth.runner import Rejection
+
+    for k, c in enumerate(comparisons):
+        error = failed(verdicts[k]) if k in verdicts else None
+        if error:
+            session.reject(f"{c.row_id}:{c.i}:{c.j}:{c.principle.id}", Rejection("error", error),
+                           {"row_id": c.row_id, "pair": [c.i, c.j], "principle": c.principle.id})

@@ -10,8 +10,11 @@ import click
 
 from synth.cli import default_output, main
 
-# exit codes of a step that still leave usable rows: 0 (all rows), 1 (some rows rejected)
+# exit codes of a step that still leave usable rows: 0 (all rows), 1 (some requests failed after
+# retries). A step that exited 1 is recorded "partial", not "done": the recipe goes on with its
+# rows, and the next run of the recipe runs it again (resuming, so only what failed is asked again).
 USABLE_EXITS = (0, 1)
+STATUS = {0: "done", 1: "partial"}
 
 
 def run_step(argv: list[str]) -> int:
@@ -25,6 +28,13 @@ def run_step(argv: list[str]) -> int:
     except click.ClickException as exc:  # the step's own message, then the recipe's
         exc.show()
         return exc.exit_code
+    except OSError as exc:  # e.g. permission denied or a full disk inside the run folder
+        if exc.filename is None:  # not about a file: a bug, keep its traceback
+            raise
+        from synth.errors import SynthError
+
+        SynthError(f"{exc.filename}: {(exc.strerror or type(exc).__name__).lower()}").show()
+        return SynthError.exit_code
     return 0
 
 
@@ -42,10 +52,13 @@ def run_recipe(recipe_path, output, report):
     The run folder holds one subfolder per step (01-critique-revise, 02-label, ...) and a
     manifest.json recording every step: its command line, status, exit code, rows file and times.
     Re-running the same command resumes: finished steps are skipped, and a step that was cut off
-    goes on from its own run folder (nothing generated twice). The recipe is checked before any
-    step runs: unknown steps or options and missing inputs are errors naming the recipe line.
-    See recipes/ for examples.
+    goes on from its own run folder (nothing generated twice). A step whose requests partly
+    failed after retries is recorded "partial": later steps use the rows it has, the recipe
+    exits 1, and re-running it retries only what failed, then redoes the steps after it. The
+    recipe is checked before any step runs: unknown steps or options and missing inputs are
+    errors naming the recipe line. See recipes/ for examples.
     """
+    from synth.corpus import check_writable
     from synth.errors import SynthError
     from synth.export import PREFERENCE_FORMATS
     from synth.recipe import PREFERENCE_STEPS, load_recipe, option_names, resolve, step_argv, step_rows
@@ -53,7 +66,7 @@ def run_recipe(recipe_path, output, report):
 
     recipe = load_recipe(recipe_path)
     output = output or default_output(recipe.name)
-    output.mkdir(parents=True, exist_ok=True)
+    check_writable(output, "--output")
     manifest_path = output / "manifest.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     done = {s["name"]: s for s in previous.get("steps", []) if s.get("status") == "done"}
@@ -65,6 +78,7 @@ def run_recipe(recipe_path, output, report):
     folders: dict[str, tuple[str, Path]] = {}
     last: str | None = None
     exports: list[str] = []
+    partial: list[str] = []
     for k, step in enumerate(recipe.steps):
         folder = output / f"{k + 1:02d}-{step.name}"
         wants_preference = step.command in PREFERENCE_STEPS or (
@@ -83,9 +97,11 @@ def run_recipe(recipe_path, output, report):
         if source is not None and source.is_file() and source.stat().st_size == 0:
             raise SynthError(f"{recipe_path} line {step.line}: step '{step.name}' has no input rows: {source} is empty "
                              f"(see rejected.jsonl beside it for why the previous step kept nothing)")
-        if "--overwrite" in option_names(main.commands[step.command]) and folder.exists() \
-                and earlier_argv.get(step.name) not in (None, argv):
-            argv.append("--overwrite")  # the recipe changed this step: redo it (the response cache is kept)
+        # The recipe changed this step: redo it (the response cache is kept). Not for export, whose
+        # --overwrite means "replace files synth did not write": it replaces its own files anyway.
+        if step.command != "export" and "--overwrite" in option_names(main.commands[step.command]) \
+                and folder.exists() and earlier_argv.get(step.name) not in (None, argv):
+            argv.append("--overwrite")
         record = {"name": step.name, "command": step.command, "folder": folder.name, "argv": argv,
                   "input": str(source) if source else None}
         if not rerun and step.name in done and done[step.name].get("argv") == argv:
@@ -101,25 +117,38 @@ def run_recipe(recipe_path, output, report):
             code = run_step(argv)
             manifest["steps"][-1].update(exit_code=code, wall_seconds=round(time.monotonic() - started, 3),
                                          ended_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                         status="done" if code in USABLE_EXITS else "failed")
+                                         status=STATUS.get(code, "failed"))
             write_json_atomic(manifest_path, manifest)
             if code not in USABLE_EXITS:
                 raise SynthError(f"{recipe_path}: step '{step.name}' (line {step.line}) stopped with exit code {code}; "
                                  f"fix it and run the same command again to resume from this step")
+            if code != 0:
+                partial.append(step.name)
+                click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: some requests failed; going on with the rows "
+                           "it has (running the same command again retries the failed ones and redoes later steps)")
         folders[step.name] = (step.command, folder)
         if step.command == "export":
-            exports += [f"{step.options.get('--format')}: {p}" for p in sorted(folder.iterdir()) if p.name != "README.md"]
+            exports += [f"{step.options.get('--format')}: {p}" for p in sorted(folder.iterdir())
+                        if p.name != "README.md" and not p.name.endswith(".README.md")]
         else:
             last = step.name
     manifest["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(manifest_path, manifest)
-    lines = [f"recipe {recipe.name}: {len(recipe.steps)} steps done -> {output}"]
+    if partial:
+        lines = [f"recipe {recipe.name}: {len(recipe.steps)} steps run, {len(partial)} partial "
+                 f"({', '.join(partial)}: some requests failed) -> {output}"]
+    else:
+        lines = [f"recipe {recipe.name}: {len(recipe.steps)} steps done -> {output}"]
     lines += [f"  {path}" for path in exports]
     if report:
         from synth.report import write_report
 
         lines.append(f"  report: {write_report(output)}")
+    if partial:
+        lines.append(f"  run the same command again to retry what failed (from step '{partial[0]}' on)")
     click.echo("\n".join(lines))
+    if partial:
+        raise SystemExit(1)  # as a single command: 1 = some requests failed, re-run to retry them
 
 
 @main.command(name="report")

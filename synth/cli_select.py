@@ -141,17 +141,17 @@ def stats(paths, seeds_path, diversity, clusters, field, template, embedder, vec
 def dataset_stats(path: Path, seeds_path: Path | None) -> dict:
     from synth.generators.self_instruct import load_seeds
     from synth.stats import instruction_stats
-    from synth.store import read_jsonl_repairing
+    from synth.store import read_jsonl
 
     rejected, kept = [], None
     if path.is_dir() and (path / "rows.jsonl").exists():  # a run folder
         manifest_path = path / "manifest.json"
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
         seeds_path = seeds_path or manifest.get("config", {}).get("seeds_path")
-        rejected = read_jsonl_repairing(path / "rejected.jsonl")
+        rejected = read_jsonl(path / "rejected.jsonl")
         if (path / "instructions.jsonl").exists():
-            kept = [r["instruction"] for r in read_jsonl_repairing(path / "instructions.jsonl")]
-        rows = read_jsonl_repairing(path / "rows.jsonl")
+            kept = [r["instruction"] for r in read_jsonl(path / "instructions.jsonl")]
+        rows = read_jsonl(path / "rows.jsonl")
     else:
         from synth.corpus import read_corpus
 

@@ -118,12 +118,12 @@ def self_instruct_dry_run(seeds, templates, cfg, model, opts) -> str:
 
 def write_self_instruct_stats(session, seeds) -> str:
     from synth.stats import format_stats, instruction_stats
-    from synth.store import read_jsonl_repairing, write_json_atomic
+    from synth.store import read_jsonl, write_json_atomic
 
     folder = session.run.folder
     session.run.flush()
-    kept = [r["instruction"] for r in read_jsonl_repairing(folder / "instructions.jsonl")]
-    stats = instruction_stats(read_jsonl_repairing(folder / "rows.jsonl"), [s.instruction for s in seeds],
-                              read_jsonl_repairing(folder / "rejected.jsonl"), instructions=kept)
+    kept = [r["instruction"] for r in read_jsonl(folder / "instructions.jsonl")]
+    stats = instruction_stats(read_jsonl(folder / "rows.jsonl"), [s.instruction for s in seeds],
+                              read_jsonl(folder / "rejected.jsonl"), instructions=kept)
     write_json_atomic(folder / "stats.json", stats)
     return format_stats(stats)

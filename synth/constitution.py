@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import SynthError
+from synth.rows import read_text_utf8
 
 TOP_KEYS = {"name": True, "version": True, "description": True, "principles": True, "examples": False}
 PRINCIPLE_KEYS = {"id": True, "critique": True, "revision": True, "comparison": False, "weight": False, "tags": False}
@@ -68,7 +69,7 @@ def load_constitution(path: str | Path) -> Constitution:
     path = Path(path)
     if not path.is_file():
         raise SynthError(f"{path}: no such constitution file (the shipped ones are in constitutions/)")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_utf8(path)
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)

@@ -9,6 +9,8 @@ from typing import Any
 
 from synth.errors import SynthError
 
+CORPUS_FORMS = "JSONL (one JSON object per line), Parquet (.parquet) or a HF dataset folder"
+
 
 def corpus_form(path: Path) -> str:
     if path.is_dir():
@@ -17,6 +19,9 @@ def corpus_form(path: Path) -> str:
         raise SynthError(f"{path}: a folder, but not a HF dataset saved with save_to_disk (no dataset_info.json)")
     if path.suffix == ".parquet":
         return "parquet"
+    with path.open("rb") as handle:
+        if handle.read(4) == b"PAR1":  # Parquet under another name: read it as what it is
+            return "parquet"
     return "jsonl"
 
 
@@ -29,7 +34,7 @@ def read_corpus(path: str | Path) -> tuple[list[dict[str, Any]], list[int], str]
     if form == "jsonl":
         from synth.rows import read_rows
 
-        rows = read_rows(path)
+        rows = read_rows(path, reads=CORPUS_FORMS)
         return [r.data for r in rows], [r.line for r in rows], form
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import datasets
@@ -67,6 +72,35 @@ def write_corpus(rows: list[dict[str, Any]], folder: Path, form: str) -> Path:
     out = folder / "dataset"
     data.save_to_disk(str(out))
     return out
+
+
+def cannot_write(path: Path, exc: OSError, option: str) -> SynthError:
+    """A write the file system refused (permission denied, a file where a folder should be,
+    a read-only file system) as one line naming the path and the way out."""
+    chosen = Path(path)
+    failed = Path(exc.filename) if isinstance(exc.filename, (str, os.PathLike)) else chosen
+    # Name the path the user chose, unless what failed is a file inside it (e.g. the card in a folder).
+    absolute = chosen.absolute()
+    where = chosen if failed.absolute() == absolute or failed.absolute() in absolute.parents else failed
+    blocker = next((p for p in (failed, *failed.parents) if p.exists()), None)
+    if isinstance(exc, (NotADirectoryError, FileExistsError)) and blocker is not None and blocker.is_file() \
+            and (blocker != failed or isinstance(exc, FileExistsError)):
+        reason = f"{blocker} is a file, not a folder"
+    else:
+        reason = (exc.strerror or type(exc).__name__).lower()
+    return SynthError(f"cannot write to {where}: {reason}; choose another {option}")
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Make `folder` and prove a file can be written in it, before any work that would be lost."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise cannot_write(folder, exc, option) from None
 
 
 def uniform_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

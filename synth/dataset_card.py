@@ -1,4 +1,8 @@
-"""The README.md dataset card written with every export: Hub YAML front matter and a plain body."""
+"""The README.md dataset card written with every export: Hub YAML front matter and a plain body.
+
+The card carries MARKER, so a later export knows which README.md (and, through the card's
+data_files, which data files) it may replace: synth export never replaces a file it did not write.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+# An HTML comment: invisible where the Hub renders the card, and what marks the file as ours.
+MARKER = "<!-- written by synth export: a later synth export may replace this file -->"
+# Cards written before MARKER existed: recognised by the line every card has had.
+LEGACY_LINE = "Generated with synth and exported as **"
 
 TAGS = {"sft-messages": ["sft"], "sft-prompt-completion": ["sft"], "alpaca": ["sft", "alpaca"],
         "sharegpt": ["sft", "sharegpt"], "openai-chat": ["sft"], "dpo": ["dpo", "preference"],
@@ -45,8 +54,35 @@ def _constitution(manifest: dict) -> str | None:
     return f"{name}" + (f" (hash {str(digest)[:16]})" if digest else "")
 
 
+def synth_card(path: Path) -> dict | None:
+    """The front matter of a card an earlier synth export wrote at `path` (so it may be
+    replaced); None when there is no such file or it is not ours."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if MARKER not in text and not (text.startswith("---\n") and LEGACY_LINE in text):
+        return None
+    try:
+        front = yaml.safe_load(text.split("---\n", 2)[1])
+    except (yaml.YAMLError, IndexError):
+        return {}
+    return front if isinstance(front, dict) else {}
+
+
+def card_data_files(front: dict | None) -> set[str]:
+    """The data files (names relative to the card's folder) a card's front matter lists."""
+    files = set()
+    for config in (front or {}).get("configs") or []:
+        for entry in (config.get("data_files") if isinstance(config, dict) else None) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                files.add(entry["path"])
+    return files
+
+
 def render_card(name: str, fmt: str, conversational: bool, splits: dict[str, int], data_files: dict[str, str] | None,
-                columns: list[str], source: Path, manifest: dict, license_id: str, dropped: str) -> str:
+                columns: list[str], source: Path, manifest: dict, license_id: str, dropped: str,
+                empty_rows: int = 0) -> str:
     front: dict[str, Any] = {
         "license": license_id,
         "task_categories": ["text-generation"],
@@ -65,7 +101,7 @@ def render_card(name: str, fmt: str, conversational: bool, splits: dict[str, int
         {k: manifest[k] for k in ("rows_in", "rows_out") if k in manifest}
     filters = {k: v for k, v in {**manifest, **(manifest.get("counts") or {})}.items()
                if k in ("removed_by_method", "removed_by_reason", "rejected_by_reason") and v}
-    body = [f"# {name}", "",
+    body = [MARKER, "", f"# {name}", "",
             f"Generated with synth and exported as **{fmt}**"
             + (" (conversational)" if conversational else "") + ".", "",
             "## Provenance", "",
@@ -82,6 +118,8 @@ def render_card(name: str, fmt: str, conversational: bool, splits: dict[str, int
         body.append(f"- {key.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
     if manifest.get("cost_usd") is not None:
         body.append(f"- Estimated cost: ${manifest['cost_usd']}")
+    if empty_rows:
+        body.append(f"- Dropped on export: {empty_rows} row{'s' if empty_rows != 1 else ''} with an empty prompt or reply")
     body += ["", "## Splits", "", *[f"- {split}: {n} rows" for split, n in splits.items()],
              "", "## Columns", "", *[f"- `{c}`" for c in columns]]
     if dropped:

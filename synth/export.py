@@ -7,7 +7,8 @@ Every input row is first read into one of two shapes:
 
 and every output format is written from those, so any format converts to any other that can
 hold it. What a target can't hold (a system prompt in KTO, earlier turns in prompt-completion,
-extra columns) is dropped with a warning that names it, never silently.
+extra columns) is dropped with a warning that names it, never silently. A row with an empty (or
+whitespace-only) prompt or reply is dropped and counted: a trainer would learn from nothing.
 
 Formats (TRL's dataset formats, and the files Axolotl, LLaMA-Factory, OpenRLHF and the OpenAI
 fine-tuning API read):
@@ -56,6 +57,12 @@ class Dropped:
 
     def __init__(self):
         self.counts: dict[str, int] = {}
+        self.empty = 0  # rows dropped for an empty prompt or reply (not a limit of the format: kept apart)
+        self.first_empty: str | None = None  # where the first one was, for the warning
+
+    def add_empty(self, where: str) -> None:
+        self.empty += 1
+        self.first_empty = self.first_empty or where
 
     def add(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -132,6 +139,22 @@ def read_example(row: dict, where: str) -> Conversation | Preference | tuple[Con
         return conversation
     raise SynthError(f"{where}: not a row synth can export: needs messages, conversations, instruction/output, "
                      f"prompt/completion or prompt/chosen/rejected (fields: {', '.join(sorted(row))})")
+
+
+def _blank(text: str) -> bool:
+    return not text.strip()
+
+
+def empty_prompt_or_reply(example: Conversation | Preference, with_rejected: bool = True) -> bool:
+    """Whether the example has no user turn with text, or any empty turn or reply; `with_rejected`
+    False when the target keeps only the chosen side (SFT formats)."""
+    if isinstance(example, Preference):
+        turns = [m for m in example.prompt if m["role"] != "system"]
+        replies = [example.chosen, example.rejected] if with_rejected else [example.chosen]
+        return (not any(m["role"] == "user" for m in turns) or any(_blank(m["content"]) for m in turns)
+                or any(_blank(r) for r in replies))
+    turns = [m for m in example.messages if m["role"] != "system"]
+    return not any(m["role"] == "user" for m in turns) or any(_blank(m["content"]) for m in turns)
 
 
 # ---- writing ------------------------------------------------------------------------------
@@ -220,6 +243,9 @@ def convert(rows: list[tuple[dict, str]], fmt: str, conversational: bool = False
         example = read_example(row, where)
         if isinstance(example, tuple):  # a KTO row: a conversation with a label
             example, label = example
+            if empty_prompt_or_reply(example):
+                dropped.add_empty(where)
+                continue
             if fmt in PREFERENCE_FORMATS:
                 prompt, reply = _split_reply(example.messages, where)
                 key = repr(prompt)
@@ -234,6 +260,9 @@ def convert(rows: list[tuple[dict, str]], fmt: str, conversational: bool = False
                     dropped.add("KTO rows labelled false (not SFT material)")
                     continue
                 dropped.add("label")
+        if empty_prompt_or_reply(example, with_rejected=fmt not in SFT_FORMATS):
+            dropped.add_empty(where)
+            continue
         if example.extra:
             for name in example.extra:
                 dropped.add(f"column '{name}'")

@@ -54,3 +54,11 @@ def price_for(spec: str | ModelSpec, prices: dict[str, Price]) -> Price | None:
 def estimate_prompt_tokens(request: ChatRequest) -> int:
     """About 4 characters a token for English, plus a few tokens of chat framing per message."""
     return sum(len(m["content"]) // 4 + 4 for m in request.messages) + 3
+
+
+def worst_case_tokens(request: ChatRequest) -> tuple[int, int]:
+    """(prompt, completion) tokens a request can cost at most, for reserving spend before it is sent.
+    A token spans at least one UTF-8 byte, so bytes bound the prompt; the reply is bounded by
+    max_tokens (one token for a judge's letter)."""
+    prompt = sum(len(m["content"].encode("utf-8")) + 8 for m in request.messages) + 8
+    return prompt, 1 if request.choices is not None else request.sampling.max_tokens

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from synth.errors import SynthError
+from synth.rows import read_text_utf8
 
 STEPS = ("self-instruct", "generate", "respond", "critique-revise", "label", "dedup", "filter", "select", "export")
 INPUT_OPTION = {"self-instruct": "--seeds", "critique-revise": "--prompts", "respond": "--prompts"}
@@ -67,7 +68,7 @@ def load_recipe(path: Path) -> Recipe:
     if not path.is_file():
         raise SynthError(f"{path}: no such recipe file")
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
+        root = yaml.compose(read_text_utf8(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise SynthError(f"{path} line {mark.line + 1 if mark else '?'}: not valid YAML ({getattr(exc, 'problem', exc)})")

@@ -16,7 +16,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from synth.store import read_jsonl_repairing
+from synth.store import read_jsonl
 
 SAMPLE_ROWS = 5
 CHECK_SCRIPT = """<script>
@@ -68,7 +68,7 @@ def _load(path: Path) -> dict:
 
 def _rows(folder: Path, name: str) -> list[dict]:
     path = folder / name
-    return read_jsonl_repairing(path) if path.exists() else []
+    return read_jsonl(path) if path.exists() else []
 
 
 def _text(value) -> str:

@@ -1,36 +1,59 @@
 """Run model jobs into a run folder: skip what is done, cache every response, never lose a row.
 
-Every model-calling command turns its input into `Job`s (a stable id, the input row, one chat
-request) and a `build_row` function, and hands them to `execute`, which owns the run folder, the
-response cache, progress, cost limits, resume and the summary. A generator stays a plain function
-over rows; this module is the one place that knows about crashes and money.
+Every model call goes through `ModelRun.stream`: it answers what the response cache holds, and for
+each request it sends, reserves the request's worst-case cost in the spend ledger before sending
+(refusing one that could pass --max-cost-usd) and settles it in the same sqlite transaction that
+caches the response. A generator is a plain function that turns rows into `Job`s and, as each
+completion lands, into a row, a rejection, or the row's next request: rows are written as soon
+as their last request lands, with no batch barrier. This module is the one place that knows
+about crashes and money.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import click
 
 from synth.backends import load_backend
-from synth.backends.base import ChatRequest, Completion, StopRun
-from synth.errors import SynthError
-from synth.store import ROWS, Run, read_jsonl_repairing
+from synth.backends.base import ChatRequest, Completion, StopRun, stream_in_batches
+from synth.cache import ResponseCache, request_key
+from synth.errors import BackendError, SynthError
+from synth.store import ROWS, Run, read_jsonl
 
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_COST_LIMIT, EXIT_INTERRUPTED = 0, 1, 4, 130
+EXIT_OK, EXIT_FAILED_ROWS, EXIT_BACKEND, EXIT_COST_LIMIT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 4, 130, 143
 
 
-@dataclass
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like ^C: finished rows are kept, the run is marked interrupted."""
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM stop a run the way ^C does (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, raise_terminated)
+
+
+@dataclass(eq=False)
 class Job:
     id: str
     input: dict[str, Any]
     request: ChatRequest
+    model: str | None = None  # which of the run's models answers it (the first one when None)
+    stage: Any = None  # the generator's own note of what this request is for
 
 
 class Rejection(NamedTuple):
@@ -69,40 +92,50 @@ class Outcome:
 
 
 BuildRow = Callable[[Job, Completion], "dict | list[dict] | Rejection"]
+OnResult = Callable[[Job, Completion], "Iterable[Job] | None"]
 
 
 class ModelRun:
-    """An open run folder with its cached backend, spend and counts: what generators call through.
+    """An open, locked run folder with its backends, response cache and spend ledger.
 
-    `call` sends jobs and hands each (job, completion) to a callback as it lands; `record` is the
-    standard way to turn one into a row or a rejection; `stopping` turns a cost stop, a ^C or a
-    crash into the right run status; `close` writes the manifest and prints the summary.
+    `stream` sends jobs and hands each (job, completion) to a callback as it lands, which may
+    return the row's next jobs; `record` turns a completion into a row or a rejection;
+    `stopping` turns a cost stop, a ^C/SIGTERM, a dead server or a crash into the right run
+    status; `close` writes the manifest and prints the summary.
     """
 
     def __init__(self, command: str, identity: dict, config: dict, model: str | list[str], opts: RunOptions,
-                 rows_name: str = "rows.jsonl"):
-        from synth.cache import CachedBackend, ResponseCache
-
+                 rows_name: str = ROWS):
         self.command, self.opts = command, opts
         models = list(dict.fromkeys([model] if isinstance(model, str) else model))
+        self.default_model = models[0]
         self.prices = {m: check_price(m, opts) for m in models}
         self.run = Run.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv,
                             rows_name=rows_name)
-        self.cache = ResponseCache(opts.cache or opts.output / "cache.sqlite")
-        # One cached backend per model spec (e.g. a generator and a separate critic), one cache.
-        self.backends = {
-            m: CachedBackend(load_backend(m, concurrency=opts.concurrency, api_key=opts.api_key,
-                                          max_attempts=opts.max_retries + 1, timeout=opts.request_timeout,
-                                          max_wait=opts.max_retry_wait), self.cache)
-            for m in models
-        }
-        self.backend = self.backends[models[0]]
+        try:
+            self.cache = ResponseCache(opts.cache or opts.output / "cache.sqlite")
+            self.ledger = str(self.run.folder.resolve())  # the ledger's name for this run folder
+            self.run.spend = lambda: self.cache.spend(self.ledger)
+            # One backend per model spec (e.g. a generator and a separate critic), one cache.
+            self.backends = {m: load_backend(m, concurrency=opts.concurrency, api_key=opts.api_key,
+                                             max_attempts=opts.max_retries + 1, timeout=opts.request_timeout,
+                                             max_wait=opts.max_retry_wait) for m in models}
+        except BaseException:
+            self.run.close()
+            raise
         self.run.manifest["models"] = {b.spec: {"price_usd_per_million": self.prices[m].__dict__ if self.prices[m] else None}
                                        for m, b in self.backends.items()}
+        # Spend so far (settled, plus reservations a killed run never settled), what the cap counts.
+        self._committed = sum(e["cost_usd"] for e in self.cache.spend(self.ledger).values())
+        self._reservations: dict[int, tuple[int, float]] = {}  # id(job) -> (ledger id, worst-case cost)
+        self._money = threading.Lock()
+        self.stop_note = ""
+        self.error = ""  # why the backend stopped the run, for stderr
         self.counts: Counter = Counter()
         self.status, self.exit_code = "complete", EXIT_OK
         self.skipped = 0
         self.notes: list[str] = []
+        self._bar: Progress | None = None
         self._started = time.monotonic()
 
     def begin(self, jobs: list[Job] | None = None) -> None:
@@ -114,80 +147,121 @@ class ModelRun:
             self.forget_rejected(jobs)
         self.run.begin(redo)
 
-    def forget_rejected(self, jobs: list[Job], model: str | None = None) -> None:
+    def forget_rejected(self, jobs: list[Job]) -> None:
         """With --retry-rejected, ask the model again for jobs rejected by an earlier invocation."""
         if self.opts.retry_rejected:
-            backend = self.backends[model] if model else self.backend
             for job in jobs:
                 if job.id in self.run.rejected_before:
-                    self.cache.forget(backend.key(job.request))
+                    self.cache.forget(request_key(self.spec(job), job.request))
 
-    def progress(self, total: int, initial: int = 0, unit: str = "row"):
-        from tqdm import tqdm
+    def spec(self, job: Job) -> str:
+        return self.backends[job.model or self.default_model].spec
 
-        return tqdm(total=total, initial=initial, unit=unit, desc=self.command, file=sys.stderr,
-                    dynamic_ncols=True, disable=not self.opts.progress, smoothing=0.1)
+    def is_cached(self, job: Job) -> bool:
+        return self.cache.get(request_key(self.spec(job), job.request), job.request.choices is not None) is not None
 
-    def call(self, jobs: list[Job], on_result: Callable[[Job, Completion], None], bar=None,
-             model: str | None = None) -> None:
-        """Send `jobs` to `model` (the first one by default); `on_result(job, completion)` runs as
-        each lands. Raises StopRun when the cost limit is reached (in-flight requests land first)."""
-        backend = self.backends[model] if model else self.backend
-        price = self.prices[model] if model else next(iter(self.prices.values()))
+    def progress(self, total: int, initial: int = 0, unit: str = "row") -> "Progress":
+        self._bar = Progress(self, total, initial, unit)
+        return self._bar
 
-        def on_complete(index: int, completion: Completion) -> None:
-            job = jobs[index]
-            if completion.cached:
+    # -- the one path to a model ---------------------------------------------------------------
+
+    def stream(self, jobs: Iterable[Job], on_result: OnResult) -> None:
+        """Answer `jobs` (from the cache, else from their model); `on_result(job, completion)` runs
+        as each lands and may return the row's next jobs, which are sent at once. Raises StopRun
+        when the next request could pass --max-cost-usd (what is in flight lands first)."""
+        pending = list(jobs)
+        while pending:
+            # Jobs of one model stream together; a follow-up for another model (a separate critic)
+            # waits for the next pass.
+            model = pending[0].model or self.default_model
+            lane = [j for j in pending if (j.model or self.default_model) == model]
+            later = [j for j in pending if (j.model or self.default_model) != model]
+            self._stream_lane(model, lane, on_result, later)
+            pending = later
+
+    def _stream_lane(self, model: str, jobs: list[Job], on_result: OnResult, later: list[Job]) -> None:
+        backend = self.backends[model]
+
+        def route(more) -> list[Job]:
+            mine = []
+            for job in more or ():
+                (mine if (job.model or self.default_model) == model else later).append(job)
+            return mine
+
+        def from_cache(items: Iterable[Job]) -> list[Job]:
+            """Deliver what the cache holds (and the follow-ups it leads to); the rest must be sent."""
+            misses, queue = [], deque(items)
+            while queue:
+                job = queue.popleft()
+                hit = self.cache.get(request_key(backend.spec, job.request), job.request.choices is not None)
+                if hit is None:
+                    misses.append(job)
+                    continue
                 self.counts["cache_hits"] += 1
-            else:
-                cost = price.cost(completion.prompt_tokens, completion.completion_tokens) if price else 0.0
-                self.run.add_tokens(backend.spec, completion.prompt_tokens, completion.completion_tokens, cost)
-                self.counts["model_calls"] += 1
-            on_result(job, completion)
-            if bar is not None:
-                bar.update(1)
+                queue.extend(route(on_result(job, hit)))
+            return misses
+
+        def landed(job: Job, completion: Completion):
+            self._settle(model, job, completion)
+            self.counts["model_calls"] += 1
+            more = from_cache(route(on_result(job, completion)))
             self.run.save_manifest(every=2.0)
+            return [(j, j.request) for j in more]
+
+        misses = from_cache(jobs)
+        if not misses:
+            return
+        items = [(j, j.request) for j in misses]
+        admit = lambda job, request: self._admit(model, job)  # noqa: E731
+        if hasattr(backend, "stream"):
+            backend.stream(items, landed, admit)
+        else:
+            stream_in_batches(backend, items, landed, admit, getattr(backend, "batch_size", 1))
+
+    def _admit(self, model: str, job: Job) -> None:
+        """Reserve the request's worst-case cost in the ledger before it is sent, or refuse it."""
+        from synth.prices import worst_case_tokens
+
+        price = self.prices[model]
+        prompt, completion = worst_case_tokens(job.request)
+        worst = price.cost(prompt, completion) if price else 0.0
+        with self._money:
             limit = self.opts.max_cost_usd
-            if limit is not None and self.counts["model_calls"]:
-                spent = self.run.manifest["cost_usd"]
-                if spent + spent / self.counts["model_calls"] > limit:
-                    raise StopRun()
+            if limit is not None and self._committed + worst > limit + 1e-12:
+                self.stop_note = (f"${self._committed:.4f} spent or in flight, and the next request could cost up to "
+                                  f"${worst:.4f}, which would pass --max-cost-usd {limit:g}")
+                raise StopRun()
+            self._committed += worst
+            self._reservations[id(job)] = (self.cache.reserve(self.ledger, self.backends[model].spec, worst), worst)
 
-        if jobs:
-            backend.generate([j.request for j in jobs], on_complete=on_complete)
+    def _settle(self, model: str, job: Job, completion: Completion) -> None:
+        price = self.prices[model]
+        cost = price.cost(completion.prompt_tokens, completion.completion_tokens) if price and completion.ok else 0.0
+        with self._money:
+            reservation, worst = self._reservations.pop(id(job))
+            self._committed += cost - worst
+            self.cache.settle(reservation, request_key(self.backends[model].spec, job.request), completion, cost,
+                              choices=job.request.choices is not None)
 
-    def logprobs(self, requests: list[ChatRequest], choices: list[str], model: str | None = None) -> list[dict | None]:
-        """Choice log-probabilities through the cache. Token use is estimated (backends don't
-        report it for these one-token calls): prompt tokens as --dry-run estimates, 1 out."""
-        from synth.prices import estimate_prompt_tokens
+    # -- rows ----------------------------------------------------------------------------------
 
-        backend = self.backends[model] if model else self.backend
-        price = self.prices[model] if model else next(iter(self.prices.values()))
-        calls_before = backend.calls
-        results = backend.choice_logprobs(requests, choices) if requests else []
-        fresh = backend.calls - calls_before
-        self.counts["cache_hits"] += len(requests) - fresh
-        self.counts["model_calls"] += fresh
-        if fresh:
-            prompt = sum(estimate_prompt_tokens(r) for r in requests) * fresh // max(1, len(requests))
-            self.run.add_tokens(backend.spec, prompt, fresh, price.cost(prompt, fresh) if price else 0.0, requests=fresh)
-            self.run.manifest["tokens_estimated_for_logprob_calls"] = True
-        self.run.save_manifest(every=2.0)
-        return results
+    def write_row(self, row: dict) -> None:
+        if row["id"] not in self.run.done:
+            self.run.write_row(row)
+            self.counts["written"] += 1
 
     def record(self, job: Job, completion: Completion, build_row: "BuildRow", reads_truncated: bool = False) -> None:
         """Write the row(s) `build_row` makes, or the rejection (truncated, empty, error, ...).
 
         `reads_truncated`: build_row itself salvages the complete parts of a cut-off response
         (e.g. the whole instances before the cut), so truncation alone doesn't reject it."""
-        outcome = _judge(job, completion, build_row, self.opts.keep_truncated, reads_truncated)
+        outcome = row_or_rejection(job, completion, build_row, self.opts.keep_truncated, reads_truncated)
         if isinstance(outcome, Rejection):
             self.reject(job.id, outcome, job.input, completion.text)
             return
         for row in outcome if isinstance(outcome, list) else [outcome]:
-            if row["id"] not in self.run.done:
-                self.run.write_row(row)
-                self.counts["written"] += 1
+            self.write_row(row)
 
     def reject(self, row_id: str, rejection: Rejection, source: dict, response: str | None = None, **extra: Any) -> None:
         if rejection.error:
@@ -199,33 +273,79 @@ class ModelRun:
 
     def _close_backends(self) -> None:
         for backend in self.backends.values():
-            backend.backend.close()
+            backend.close()
         self.cache.close()
 
     @contextmanager
     def stopping(self):
-        """Turn StopRun into 'stopped' and ^C into 'interrupted'; a crash marks the run failed."""
+        """Turn StopRun into 'stopped', ^C and SIGTERM into 'interrupted', a server that went away
+        into 'backend_error' (each resumable, with a summary); a crash marks the run failed."""
         try:
             yield
         except StopRun:
             self.status, self.exit_code = "stopped", EXIT_COST_LIMIT
-        except KeyboardInterrupt:
-            self.status, self.exit_code = "interrupted", EXIT_INTERRUPTED
+        except KeyboardInterrupt as exc:
+            self.status = "interrupted"
+            self.exit_code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        except BackendError as exc:
+            self.status, self.exit_code = "backend_error", EXIT_BACKEND
+            self.error = exc.format_message()
         except BaseException:
             self.run.finish("failed")
             self._close_backends()
             raise
 
     def close(self, duplicates: int = 0) -> Outcome:
+        if self._bar is not None:
+            self._bar.close()
         if self.status == "complete" and self.counts["rejected:error"]:
             self.exit_code = EXIT_FAILED_ROWS
         self.run.manifest["cache_hits"] = self.run.manifest.get("cache_hits", 0) + self.counts["cache_hits"]
         self.run.finish(self.status)
         self._close_backends()
         text = summary(self.command, self.run, self.counts, self.skipped, duplicates, self.status,
-                       time.monotonic() - self._started)
+                       time.monotonic() - self._started, self.stop_note)
         click.echo("\n".join([text, *self.notes]))
+        if self.error:
+            click.echo(f"Error: {self.error}", err=True)
         return Outcome(self.status, self.exit_code, self.counts, self.run)
+
+
+class Progress:
+    """A progress bar on a terminal; elsewhere (a log file, CI) a plain line every so often."""
+
+    def __init__(self, session: ModelRun, total: int, initial: int, unit: str):
+        import os
+
+        self.session, self.total, self.n, self.unit = session, total, initial, unit
+        self.interactive = sys.stderr.isatty()
+        self.every = float(os.environ.get("SYNTH_PROGRESS_SECONDS", "30"))
+        self.started = self.last = time.monotonic()
+        self.start_n = initial
+        self.bar = None
+        if session.opts.progress and self.interactive:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit=unit, desc=session.command, file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if self.session.opts.progress and now - self.last >= self.every:
+            self.last = now
+            rate = (self.n - self.start_n) / max(now - self.started, 1e-9)
+            rejected = sum(v for k, v in self.session.counts.items() if k.startswith("rejected:"))
+            print(f"{self.session.command}: {self.n}/{self.total} {self.unit}s, {rejected} rejected, "
+                  f"${self.session._committed:.4f}, {rate:.1f} {self.unit}s/s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def check_price(model: str, opts: RunOptions):
@@ -249,7 +369,7 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
         unique.setdefault(job.id, job)  # the same inputs give the same row: do it once
     duplicates = len(jobs) - len(unique)
     jobs = list(unique.values())[: opts.limit] if opts.limit else list(unique.values())
-    done_before = set() if opts.overwrite else {r.get("id") for r in read_jsonl_repairing(opts.output / ROWS, repair=False)}
+    done_before = set() if opts.overwrite else {r.get("id") for r in read_jsonl(opts.output / ROWS)}
     todo = [j for j in jobs if j.id not in done_before]
     if opts.dry_run:
         click.echo(dry_run_report(command, jobs, todo, model, check_price(model, opts), duplicates))
@@ -260,14 +380,18 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
     session.skipped = len(jobs) - len(todo)
     session.begin(todo)
     bar = session.progress(len(jobs), initial=session.skipped)
+
+    def on_result(job: Job, completion: Completion) -> None:
+        session.record(job, completion, build_row)
+        bar.update(1)
+
     with session.stopping():
-        session.call(todo, lambda job, completion: session.record(job, completion, build_row), bar)
-    bar.close()
+        session.stream(todo, on_result)
     return session.close(duplicates)
 
 
-def _judge(job: Job, completion: Completion, build_row: BuildRow, keep_truncated: bool,
-           reads_truncated: bool = False) -> "dict | list[dict] | Rejection":
+def row_or_rejection(job: Job, completion: Completion, build_row: BuildRow, keep_truncated: bool,
+                     reads_truncated: bool = False) -> "dict | list[dict] | Rejection":
     """A usable row, or why not. Never a row with an empty or cut-off generated field unflagged."""
     if completion.error:
         return Rejection("error", completion.error)
@@ -301,7 +425,8 @@ def dry_run_report(command: str, jobs: list[Job], todo: list[Job], model: str, p
     return "\n".join(lines)
 
 
-def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: int, status: str, seconds: float) -> str:
+def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: int, status: str, seconds: float,
+            stop_note: str = "") -> str:
     rejected = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("rejected:")}
     tokens = {k: sum(t.get(k, 0) for t in run.manifest["tokens"].values()) for k in ("prompt", "completion")}
     parts = [
@@ -316,7 +441,11 @@ def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: i
     if duplicates:
         text += f"\n  {duplicates} duplicate input rows were done once"
     if status == "stopped":
-        text += f"\n  stopped: --max-cost-usd reached; re-run the same command with --output {run.folder} and a higher limit to resume"
+        text += (f"\n  stopped: --max-cost-usd reached ({stop_note}); nothing more was sent. Re-run the same command "
+                 f"with --output {run.folder} and a higher --max-cost-usd to resume (the cap counts this folder's "
+                 "whole spend, across resumes)")
+    elif status == "backend_error":
+        text += f"\n  stopped: the model server failed; every finished row is saved: re-run the same command with --output {run.folder} to resume"
     elif status == "interrupted":
         text += f"\n  interrupted: every finished row is saved; re-run the same command with --output {run.folder} to resume"
     elif rejected.get("error"):

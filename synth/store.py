@@ -6,12 +6,18 @@
     DIR/cache.sqlite     raw model responses (see synth.cache)
 
 Re-running the same command into the same folder resumes it: rows already in rows.jsonl are
-skipped. A crash can leave at most a torn last line, which is detected and cut off on open.
-A different configuration into a folder that holds rows is refused unless `overwrite`.
+skipped. A crash can leave at most a torn last line, which the folder's writer cuts off on open;
+readers (report, stats, export) never modify a run folder. One process writes a folder at a
+time: `Run.open` takes an OS lock on DIR/.lock that dies with its process, so a lock left by a
+killed run is no obstacle. A different configuration into a folder that holds rows is refused
+unless `overwrite`.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -21,13 +27,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from synth import __version__
 from synth.errors import SynthError
 from synth.rows import stable_id
 
-ROWS, REJECTED, MANIFEST = "rows.jsonl", "rejected.jsonl", "manifest.json"
+ROWS, REJECTED, MANIFEST, LOCK = "rows.jsonl", "rejected.jsonl", "manifest.json", ".lock"
+# Every file a model-calling command writes into its run folder: --overwrite removes these and
+# nothing else (the response cache stays: starting again re-judges paid-for responses for free).
+OWNED = (ROWS, REJECTED, MANIFEST, "stats.json", "trace.jsonl", "sft.jsonl", "preference.jsonl",
+         "instructions.jsonl", "audit.json", "report.json")
 LIBRARIES = ("openai", "transformers", "torch", "llama_cpp_python", "datasets", "sentence-transformers", "tenacity")
 
 
@@ -51,16 +61,13 @@ def write_json_atomic(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_jsonl_repairing(path: Path, repair: bool = True) -> list[dict]:
-    """Rows of an append-only file; a torn last line (from a crash) is ignored, and with `repair`
-    also cut off the file."""
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of an append-only file. A torn last line (a crash mid-write, or a writer still
+    writing) is ignored, never cut off: only the folder's writer repairs it (`cut_torn_tail`)."""
     if not path.exists():
         return []
     data = path.read_bytes()
     good = data.rfind(b"\n") + 1
-    if good < len(data) and repair:
-        with path.open("r+b") as handle:  # a partial last line: the crash happened mid-write
-            handle.truncate(good)
     rows = []
     for number, line in enumerate(data[:good].splitlines(), start=1):
         if not line.strip():
@@ -73,6 +80,61 @@ def read_jsonl_repairing(path: Path, repair: bool = True) -> list[dict]:
                 "delete that line to resume, or use --overwrite to start again"
             ) from None
     return rows
+
+
+def cut_torn_tail(path: Path) -> None:
+    """Cut a partial last line (the crash happened mid-write). Only for the folder's lock holder."""
+    if not path.exists():
+        return
+    with path.open("r+b") as handle:
+        data = handle.read()
+        good = data.rfind(b"\n") + 1
+        if good < len(data):
+            handle.truncate(good)
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    """Replace a file with these rows all at once (a crash leaves the old file or the new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """The contents' hash: resuming from an input file that changed is another run."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def lock_folder(folder: Path):
+    """Hold the folder's writer lock for as long as the returned file stays open; refuse at once
+    (naming the holder's PID) when another process holds it."""
+    handle = (folder / LOCK).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise SynthError(
+            f"{folder} is being written by another synth process (PID {holder}); wait for it to finish "
+            "(or stop it), or give another --output"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def redact_argv(argv: list[str]) -> list[str]:
@@ -94,7 +156,7 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 @dataclass
 class Run:
-    """An open run folder. Create it with `Run.open`."""
+    """An open run folder, locked for this process. Create it with `Run.open`."""
 
     folder: Path
     command: str
@@ -104,6 +166,8 @@ class Run:
     done: set[str] = field(default_factory=set)  # ids already in rows.jsonl
     rejected_before: dict[str, dict] = field(default_factory=dict)  # id -> its rejected.jsonl record
     counts: Counter = field(default_factory=Counter)
+    spend: Callable[[], dict] | None = None  # {model: totals} from the spend ledger (synth.cache)
+    _lock: Any = None
     _rows: Any = None
     _rejected: Any = None
     _started: float = 0.0
@@ -113,30 +177,38 @@ class Run:
     def open(cls, folder: Path, command: str, identity: dict, config: dict, overwrite: bool = False,
              argv: list[str] | None = None, rows_name: str = ROWS) -> "Run":
         folder = Path(folder)
+        identity = with_input_hash(identity)
         fingerprint = stable_id(command, identity)
         manifest_path = folder / MANIFEST
-        if overwrite and folder.exists():
-            # The response cache stays: starting again re-judges paid-for responses for free.
-            for name in (MANIFEST, "stats.json"):
-                (folder / name).unlink(missing_ok=True)
-            for path in folder.glob("*.jsonl"):  # rows, rejected and every derived view
-                path.unlink()
-        folder.mkdir(parents=True, exist_ok=True)
-        manifest: dict = {}
-        if manifest_path.exists():
-            try:
-                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                manifest = {}
-        has_rows = (folder / rows_name).exists() and (folder / rows_name).stat().st_size > 0
-        if has_rows and manifest.get("fingerprint") != fingerprint:
-            raise SynthError(
-                f"{folder} holds rows of another run ({_difference(manifest, command, identity)}); "
-                "use another --output folder, or --overwrite to discard them"
-            )
-        rows = read_jsonl_repairing(folder / rows_name)
-        rejected = read_jsonl_repairing(folder / REJECTED)
-        run = cls(folder, command, identity, manifest, rows_name=rows_name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = lock_folder(folder)
+        except OSError as exc:
+            raise SynthError(f"cannot write the run folder {folder}: {exc.strerror or exc}; "
+                             "give an --output folder you can write to") from None
+        try:
+            if overwrite:
+                _discard_owned(folder, identity)
+            manifest: dict = {}
+            if manifest_path.exists():
+                try:
+                    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    manifest = {}
+            has_rows = (folder / rows_name).exists() and (folder / rows_name).stat().st_size > 0
+            if has_rows and manifest.get("fingerprint") != fingerprint:
+                raise SynthError(
+                    f"{folder} holds rows of another run ({_difference(manifest, command, identity)}); "
+                    "use another --output folder, or --overwrite to discard them"
+                )
+            for name in (rows_name, REJECTED):  # we hold the lock: a torn tail is a crash's, cut it
+                cut_torn_tail(folder / name)
+            rows = read_jsonl(folder / rows_name)
+            rejected = read_jsonl(folder / REJECTED)
+        except BaseException:
+            lock.close()
+            raise
+        run = cls(folder, command, identity, manifest, rows_name=rows_name, _lock=lock)
         run.done = {r["id"] for r in rows if "id" in r}
         run.rejected_before = {r["id"]: r for r in rejected if "id" in r}
         run.manifest = {
@@ -151,8 +223,8 @@ class Run:
             "started_at": manifest.get("started_at", _now()),
             "ended_at": None,
             "invocations": manifest.get("invocations", []),
-            "tokens": manifest.get("tokens", {}),
-            "cost_usd": manifest.get("cost_usd", 0.0),
+            "tokens": {},
+            "cost_usd": 0.0,
         }
         return run
 
@@ -163,10 +235,7 @@ class Run:
         this invocation processes them again (from the cache, unless asked to re-request)."""
         redo = redo or set()
         if redo & set(self.rejected_before):
-            kept = [r for i, r in self.rejected_before.items() if i not in redo]
-            tmp = self.folder / (REJECTED + ".tmp")
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
-            os.replace(tmp, self.folder / REJECTED)
+            write_jsonl_atomic(self.folder / REJECTED, [r for i, r in self.rejected_before.items() if i not in redo])
         self._rows = (self.folder / self.rows_name).open("a", encoding="utf-8")
         self._rejected = (self.folder / REJECTED).open("a", encoding="utf-8")
         self._started = time.monotonic()
@@ -174,10 +243,22 @@ class Run:
         self.save_manifest()
 
     def write_row(self, row: dict) -> None:
+        """Append a finished row, once: an id already written is never written again."""
+        if row["id"] in self.done:
+            return
         self._rows.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._rows.flush()
         self.done.add(row["id"])
         self.counts["written"] += 1
+
+    def keep_rows(self, keep: Callable[[dict], bool]) -> None:
+        """Rewrite the rows file atomically with only the rows `keep` accepts (the writer only)."""
+        self._rows.close()
+        path = self.folder / self.rows_name
+        rows = [r for r in read_jsonl(path) if keep(r)]
+        write_jsonl_atomic(path, rows)
+        self.done = {r["id"] for r in rows if "id" in r}
+        self._rows = path.open("a", encoding="utf-8")
 
     def reject(self, row_id: str, reason: str, input_row: dict, **extra: Any) -> None:
         record = {"id": row_id, "reason": reason, **extra, "input": input_row}
@@ -185,16 +266,9 @@ class Run:
         self._rejected.flush()
         self.counts[f"rejected:{reason}"] += 1
 
-    def add_tokens(self, model: str, prompt: int, completion: int, cost: float = 0.0, requests: int = 1) -> None:
-        """Tokens actually spent on model calls (cache hits cost nothing and are not counted)."""
-        entry = self.manifest["tokens"].setdefault(model, {"requests": 0, "prompt": 0, "completion": 0})
-        entry["requests"] += requests
-        entry["prompt"] += prompt
-        entry["completion"] += completion
-        self.manifest["cost_usd"] = round(self.manifest["cost_usd"] + cost, 8)
-
     def save_manifest(self, every: float = 0.0) -> None:
-        """Rewrite manifest.json atomically (at most once per `every` seconds)."""
+        """Rewrite manifest.json atomically (at most once per `every` seconds). Tokens and cost come
+        from the spend ledger, which is durable: a manifest a kill left stale is rebuilt from it."""
         now = time.monotonic()
         if every and now - self._last_manifest < every:
             return
@@ -203,6 +277,17 @@ class Run:
         invocation.update(wall_seconds=round(now - self._started, 3), **{k: v for k, v in sorted(self.counts.items())})
         self.manifest["counts"] = self.totals()
         self.manifest["wall_seconds"] = round(sum(i.get("wall_seconds", 0) for i in self.manifest["invocations"]), 3)
+        if self.spend is not None:
+            spend = self.spend()
+            self.manifest["tokens"] = {m: {k: e[k] for k in ("requests", "prompt", "completion")}
+                                       for m, e in spend.items() if e["requests"]}
+            self.manifest["cost_usd"] = round(sum(e["cost_usd"] for e in spend.values()), 8)
+            unsettled = {m: {"requests": e["unsettled"], "worst_case_usd": round(e["unsettled_usd"], 8)}
+                         for m, e in spend.items() if e["unsettled"]}
+            if unsettled:  # sent, but never answered (in flight, or the process was killed)
+                self.manifest["unsettled"] = unsettled
+            else:
+                self.manifest.pop("unsettled", None)
         write_json_atomic(self.folder / MANIFEST, self.manifest)
 
     def flush(self) -> None:
@@ -214,7 +299,7 @@ class Run:
     def totals(self) -> dict:
         """Counts over the whole folder (all invocations), from the files themselves."""
         self.flush()
-        by_reason = Counter(r.get("reason", "unknown") for r in read_jsonl_repairing(self.folder / REJECTED))
+        by_reason = Counter(r.get("reason", "unknown") for r in read_jsonl(self.folder / REJECTED))
         return {
             "input": self.manifest.get("config", {}).get("input_rows"),
             "written": len(self.done),
@@ -229,9 +314,37 @@ class Run:
             self.manifest["invocations"][-1]["ended_at"] = self.manifest["ended_at"]
             self.manifest["invocations"][-1]["status"] = status
         self.save_manifest()
-        for handle in (self._rows, self._rejected):
-            if handle is not None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in (self._rows, self._rejected, self._lock):
+            if handle is not None and not handle.closed:
                 handle.close()
+
+
+def with_input_hash(identity: dict) -> dict:
+    """The identity plus a hash of the input file's contents, when it names one."""
+    source = identity.get("input")
+    digest = file_sha256(source) if isinstance(source, str) else None
+    return {**identity, "input_sha256": digest} if digest else identity
+
+
+def _discard_owned(folder: Path, identity: dict) -> None:
+    """--overwrite: delete the files a run owns, and only in a folder a synth run made."""
+    present = [folder / name for name in OWNED if (folder / name).exists()]
+    if not (folder / MANIFEST).exists():
+        foreign = [p.name for p in folder.iterdir() if p.name != LOCK and not p.name.startswith("cache.sqlite")]
+        if foreign:
+            raise SynthError(
+                f"--overwrite: {folder} holds no synth manifest.json, so it is not a run folder; nothing was "
+                f"deleted (it holds {', '.join(sorted(foreign)[:3])}{', ...' if len(foreign) > 3 else ''}). "
+                "Give a new or empty --output folder"
+            )
+    source = identity.get("input")
+    if isinstance(source, str) and any(p.resolve() == Path(source).resolve() for p in present):
+        raise SynthError(f"--overwrite would delete the input file {source}; give another --output folder")
+    for path in present:
+        path.unlink()
 
 
 def _difference(manifest: dict, command: str, identity: dict) -> str:

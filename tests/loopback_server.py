@@ -8,7 +8,12 @@ Faults, chosen per request:
 - `script`: a list of behaviours for the first requests, in arrival order, then normal answers;
 - `fail_rate` + `fail_kinds` + `seed`: a seeded random share of requests fails;
 - `fail_prompts`: prompts that fail on every request (to exhaust the retry budget), with
-  `fail_prompts_with` (default "500").
+  `fail_prompts_with` (default "500");
+- `fail_matching`: requests whose last user message contains this text fail the same way;
+- `hold_matching`: requests whose last user message contains this text (every request: "") wait
+  until `server.release()`, so a test can look at the client while they are in flight;
+- `wants_max_completion_tokens`: like newer OpenAI models, a body with `max_tokens` gets a 400
+  naming `max_completion_tokens`.
 A behaviour is "ok", "429", "429:SECONDS" (with Retry-After), "500", "503", "400", "401", "404",
 "timeout" (sleep past the client's timeout), "drop" (close the socket), "garbage" (200, not JSON),
 "empty" (200, JSON without choices).
@@ -37,6 +42,9 @@ class Faults:
     fail_kinds: tuple[str, ...] = ("429", "500", "503", "timeout", "garbage", "drop")
     fail_prompts: tuple[str, ...] = ()
     fail_prompts_with: str = "500"
+    fail_matching: str | None = None
+    hold_matching: str | None = None
+    wants_max_completion_tokens: bool = False
     seed: int = 0
     timeout_sleep: float = 5.0
     delay: float = 0.0
@@ -54,6 +62,10 @@ class LoopbackServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
         self._thread: threading.Thread | None = None
+        self._released: asyncio.Event | None = None
+        self.held = 0  # requests waiting for release()
+        self.billed: list[tuple[int, int]] = []  # (prompt, completion) tokens of every answer sent
+        self._writers: set = set()
 
     @property
     def url(self) -> str:
@@ -67,6 +79,7 @@ class LoopbackServer:
         def serve() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
+            self._released = asyncio.Event()
             self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, self.host, self.port))
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
@@ -76,6 +89,23 @@ class LoopbackServer:
         self._thread.start()
         ready.wait(10)
         return self
+
+    def kill(self) -> None:
+        """The server goes down: the port refuses connections and open ones are cut."""
+        done = threading.Event()
+
+        def close() -> None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            done.set()
+
+        self._loop.call_soon_threadsafe(close)
+        done.wait(10)
+
+    def release(self) -> None:
+        """Let held requests (and every later one) through."""
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def stop(self) -> None:
         if self._loop is not None:
@@ -92,6 +122,7 @@ class LoopbackServer:
     # -- HTTP ----------------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -104,6 +135,7 @@ class LoopbackServer:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self._writers.discard(writer)
             try:
                 writer.close()
             except Exception:
@@ -123,6 +155,10 @@ class LoopbackServer:
         prompt = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         if prompt in self.faults.fail_prompts:
             return self.faults.fail_prompts_with
+        if self.faults.fail_matching is not None and self.faults.fail_matching in str(prompt):
+            return self.faults.fail_prompts_with
+        if self.faults.wants_max_completion_tokens and "max_tokens" in body:
+            return "400:max_completion_tokens"
         if self.faults.fail_rate and self._random.random() < self.faults.fail_rate:
             return self._random.choice(self.faults.fail_kinds)
         return "ok"
@@ -148,6 +184,15 @@ class LoopbackServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            hold = self.faults.hold_matching
+            if hold is not None and not self._released.is_set():
+                prompt = next((m.get("content") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+                if hold in str(prompt):
+                    self.held += 1
+                    try:
+                        await self._released.wait()
+                    finally:
+                        self.held -= 1
             return await self._answer(behaviour, body, writer)
         finally:
             self.in_flight -= 1
@@ -157,10 +202,15 @@ class LoopbackServer:
             await asyncio.sleep(self.faults.delay)
         kind, _, arg = behaviour.partition(":")
         if kind == "ok":
-            await self._send(writer, 200, completion_body(body))
+            answer = completion_body(body)
+            self.billed.append((answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"]))
+            await self._send(writer, 200, answer)
         elif kind == "429":
             await self._send(writer, 429, {"error": {"message": "rate limited", "type": "rate_limit"}},
                              {"retry-after": arg} if arg else None)
+        elif kind == "400" and arg == "max_completion_tokens":
+            await self._send(writer, 400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported "
+                                                                "with this model. Use 'max_completion_tokens' instead."}})
         elif kind in ("400", "401", "404", "500", "503"):
             message = {"400": "This model's maximum context length is 8 tokens (context_length_exceeded)",
                        "401": "invalid api key", "404": "model not found"}.get(kind, "server error")

@@ -110,3 +110,19 @@ def test_sampling_is_reproducible_and_follows_weights(tmp_path):
     assert [p.id for p in sample_principles(c, row_rng(1, "x"), 50)] != [p.id for p in sample_principles(c, row_rng(2, "x"), 50)]
     counts = Counter(p.id for p in sample_principles(c, random.Random(0), 20000))
     assert counts["kind"] / 20000 == pytest.approx(0.75, abs=0.02)  # weight 3 against 1
+
+
+def test_a_constitution_not_in_utf8_is_one_line_naming_the_line_and_the_fix(tmp_path, write_jsonl):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(GOOD.replace("A small test constitution.", "Une constitution très petite.").encode("latin-1"))
+    with pytest.raises(SynthError, match=r"latin1.yaml line 3: not valid UTF-8 \(byte 33 of the line, 0xe8\); "
+                                         r"re-save it as UTF-8"):
+        load_constitution(path)
+    prompts = write_jsonl([{"prompt": "hi"}])
+    for args in (["constitution", "validate", str(path)],
+                 ["critique-revise", "--prompts", str(prompts), "--constitution", str(path), "--model", "scripted:echo",
+                  "--dry-run", "--output", str(tmp_path / "run")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert "latin1.yaml line 3: not valid UTF-8" in result.output and "re-save it as UTF-8" in result.output
+        assert "Traceback" not in result.output and isinstance(result.exception, (SystemExit, type(None)))

@@ -177,3 +177,103 @@ def test_parquet_and_hf_forms_keep_keys_only_later_rows_have(tmp_path):
     for form in ("parquet", "hf"):
         written = write_corpus(rows, tmp_path / form, form)
         assert read_corpus(written)[0] == [{"id": "a", "text": "x", "score": None}, {"id": "b", "text": "y", "score": 3}]
+
+
+# -- never replacing a file synth export did not write ------------------------------------------
+
+def test_a_readme_synth_did_not_write_is_left_alone(tmp_path, write_jsonl, monkeypatch):
+    src = write_jsonl(ALPACA)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("# My project\n")
+    monkeypatch.chdir(project)
+    result = run("--input", src, "--format", "sharegpt", "--to", "sharegpt.parquet")
+    assert result.exit_code == 0, result.output
+    assert (project / "README.md").read_text() == "# My project\n"
+    assert "card: sharegpt.README.md (README.md was not written by synth export, so it was left alone" in result.output
+    front, body = card(project / "sharegpt.README.md")
+    assert front["configs"][0]["data_files"] == [{"split": "train", "path": "sharegpt.parquet"}]
+    assert "<!-- written by synth export" in body
+    again = run("--input", src, "--format", "sharegpt", "--to", "sharegpt.parquet", "--max-rows", "2")
+    assert again.exit_code == 0, again.output  # its own data file and card: replaced without --overwrite
+    assert (project / "README.md").read_text() == "# My project\n"
+    result = run("--input", src, "--format", "sharegpt", "--to", "sharegpt.parquet", "--overwrite")
+    assert result.exit_code == 0 and "card: README.md\n" in result.output + "\n", result.output
+    assert "<!-- written by synth export" in (project / "README.md").read_text()
+
+
+def test_a_data_file_synth_did_not_write_needs_overwrite(tmp_path, write_jsonl):
+    src = write_jsonl(ALPACA)
+    mine = tmp_path / "out" / "data.jsonl"
+    mine.parent.mkdir()
+    mine.write_text('{"mine": 1}\n')
+    result = run("--input", src, "--format", "alpaca", "--to", mine)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"--to: {mine} exists and was not written by synth export; give --overwrite to replace it" in result.output
+    assert mine.read_text() == '{"mine": 1}\n' and not (mine.parent / "README.md").exists()
+    result = run("--input", src, "--format", "alpaca", "--to", mine, "--overwrite")
+    assert result.exit_code == 0 and len(read(mine)) == 6, result.output
+    # the same for a split file, and for a folder destination holding someone else's files
+    train, test = mine.with_name("data-train.jsonl"), mine.with_name("data-test.jsonl")
+    test.write_text("{}\n")
+    result = run("--input", src, "--format", "alpaca", "--to", mine, "--split", "test=0.5")
+    assert result.exit_code == 2 and f"--to: {test} exists and was not written by synth export" in result.output
+    result = run("--input", src, "--format", "alpaca", "--to", mine, "--split", "test=0.5", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(read(train)) == 3 and len(read(test)) == 3
+    # written by synth export now (its card lists them): a re-export replaces them without --overwrite
+    result = run("--input", src, "--format", "alpaca", "--to", mine, "--split", "test=0.5", "--max-rows", "4")
+    assert result.exit_code == 0, result.output
+    assert len(read(train)) == 2 and len(read(test)) == 2
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    result = run("--input", src, "--format", "alpaca", "--to", folder)
+    assert result.exit_code == 2 and "files that synth export did not write; give --overwrite" in result.output
+    assert run("--input", src, "--format", "alpaca", "--to", folder, "--overwrite").exit_code == 0
+    assert run("--input", src, "--format", "alpaca", "--to", folder).exit_code == 0  # ours now
+
+
+def test_two_exports_into_one_folder_keep_both_cards(tmp_path, write_jsonl):
+    out = tmp_path / "out"
+    sft = run("--input", write_jsonl(PREFERENCES), "--format", "sft-messages", "--to", out / "sft.jsonl")
+    dpo = run("--input", write_jsonl(PREFERENCES), "--format", "dpo", "--to", out / "dpo.jsonl")
+    assert sft.exit_code == 0 and dpo.exit_code == 0, sft.output + dpo.output
+    assert "README.md is the card of another export" in dpo.output
+    assert card(out / "README.md")[0]["pretty_name"] == "sft" and card(out / "dpo.README.md")[0]["pretty_name"] == "dpo"
+    for fmt, name in (("sft-messages", "sft.jsonl"), ("dpo", "dpo.jsonl")):  # each re-export finds its own files
+        result = run("--input", write_jsonl(PREFERENCES), "--format", fmt, "--to", out / name)
+        assert result.exit_code == 0, result.output
+
+
+# -- empty prompts and replies ------------------------------------------------------------------
+
+def test_rows_with_an_empty_prompt_or_reply_are_dropped_and_counted(tmp_path, write_jsonl):
+    prefs = PREFERENCES[:3] + [
+        {**PREFERENCES[3], "prompt": [{"role": "user", "content": "  "}]},
+        {**PREFERENCES[4], "chosen": "\n"},
+        {**PREFERENCES[5], "rejected": [{"role": "assistant", "content": ""}]},
+    ]
+    out = tmp_path / "dpo" / "dpo.jsonl"
+    result = run("--input", write_jsonl(prefs), "--format", "dpo", "--to", out)
+    assert result.exit_code == 0, result.output
+    assert "dropped 3 rows with an empty prompt or reply (the first: " in result.output and "line 4)" in result.output
+    assert len(read(out)) == 3
+    _, body = card(out.parent / "README.md")
+    assert "Dropped on export: 3 rows with an empty prompt or reply" in body
+    # SFT keeps the chosen side only: an empty rejected reply costs nothing there
+    out = tmp_path / "sft" / "sft.jsonl"
+    assert "dropped 2 rows" in run("--input", write_jsonl(prefs), "--format", "sft-messages", "--to", out).output
+    sft = [{"prompt": "Hi", "completion": "Hello"}, {"prompt": "", "completion": "x"}, {"prompt": "Q", "response": " "},
+           {"instruction": " ", "input": "", "output": "y"}, {"messages": [{"role": "user", "content": "U"},
+                                                                         {"role": "assistant", "content": ""}]}]
+    for fmt in ("sft-messages", "sft-prompt-completion", "alpaca", "sharegpt", "openai-chat"):
+        out = tmp_path / fmt / "x.jsonl"
+        result = run("--input", write_jsonl(sft, "sft.jsonl"), "--format", fmt, "--to", out)
+        assert result.exit_code == 0 and "dropped 4 rows with an empty prompt or reply" in result.output, result.output
+        assert len(read(out)) == 1
+    kto = [{"prompt": "P", "completion": "good", "label": True}, {"prompt": "P", "completion": "", "label": False}]
+    result = run("--input", write_jsonl(kto, "kto.jsonl"), "--format", "kto", "--to", tmp_path / "k.jsonl")
+    assert "dropped 1 row with an empty prompt or reply" in result.output
+    result = run("--input", write_jsonl(sft[1:], "empty.jsonl"), "--format", "alpaca", "--to", tmp_path / "e.jsonl")
+    assert result.exit_code == 2 and "no rows to export: all 4 have an empty prompt or reply" in result.output

@@ -161,3 +161,40 @@ def test_report_renders_its_plots_and_tables_in_headless_chromium(tmp_path, mode
     images = page.count("<img")
     assert images >= 6 and f"images {images}/{images} tables" in dom  # every plot decoded
     assert "tables 3" in dom or "tables 4" in dom
+
+
+PARTIAL = """name: partial
+input: prompts.jsonl
+steps:
+  - step: generate
+    model: openai:m@{url}
+    max-retries: 0
+  - step: export
+    format: sft-prompt-completion
+    to: sft.jsonl
+"""
+
+
+def test_a_step_with_failed_requests_is_partial_and_runs_again(tmp_path, loopback):
+    server = loopback(fail_prompts=("doomed",))
+    prompts = [{"id": "a", "prompt": "first"}, {"id": "b", "prompt": "doomed"}, {"id": "c", "prompt": "third"}]
+    path = recipe(tmp_path, PARTIAL.format(url=server.url), prompts)
+    out = tmp_path / "run"
+    result = run(path, "--output", out, "--no-report")
+    assert result.exit_code == 1, result.output  # like the step itself: some requests failed, re-run to retry
+    steps = json.loads((out / "manifest.json").read_text())["steps"]
+    assert [(s["status"], s["exit_code"]) for s in steps] == [("partial", 1), ("done", 0)]
+    assert "1 partial (generate: some requests failed)" in result.output
+    sft = out / "02-export" / "sft.jsonl"
+    assert sorted(json.loads(x)["prompt"] for x in sft.read_text().splitlines()) == ["first", "third"]
+    asked = len(server.requests)
+    server.faults.fail_prompts = ()  # the fault is cleared
+    result = run(path, "--output", out, "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "done earlier, skipped" not in result.output
+    assert "[1/2] generate: synth generate" in result.output and "[2/2] export: synth export" in result.output
+    assert [s["status"] for s in json.loads((out / "manifest.json").read_text())["steps"]] == ["done", "done"]
+    assert [r["messages"][-1]["content"] for r in server.requests[asked:]] == ["doomed"]  # only what failed
+    assert sorted(json.loads(x)["prompt"] for x in sft.read_text().splitlines()) == ["doomed", "first", "third"]
+    again = run(path, "--output", out, "--no-report")
+    assert again.exit_code == 0 and again.output.count("done earlier, skipped") == 2

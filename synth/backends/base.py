@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from collections import deque
+from typing import Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 Message = dict[str, str]
 
@@ -34,6 +35,9 @@ class ChatRequest:
     messages: list[Message]
     sampling: Sampling = field(default_factory=Sampling)
     sample: int = 0  # which of several samples of the same prompt: part of the cache key and seed
+    # Set for a judge's one-token question: the answer is P(next token spells each choice), read
+    # into `Completion.logprobs`, not generated text.
+    choices: tuple[str, ...] | None = None
 
     @property
     def seed(self) -> int | None:
@@ -49,6 +53,9 @@ class Completion:
     completion_tokens: int = 0
     error: str | None = None
     cached: bool = False  # served from the response cache: no model call, no spend
+    # For a request with `choices`: log P(choice) per choice; None when the backend or server
+    # gives no log-probabilities (callers then ask for a text answer; an `error` is not that).
+    logprobs: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -56,6 +63,10 @@ class Completion:
 
 
 OnComplete = Callable[[int, Completion], None]
+# A streaming callback: (the request's tag, its completion) -> follow-up (tag, request) pairs to send.
+OnLanded = Callable[[object, Completion], "Iterable[tuple[object, ChatRequest]] | None"]
+# Called just before a request is sent (never for one that is not sent); raising StopRun sends no more.
+Admit = Callable[[object, ChatRequest], None]
 
 
 class StopRun(Exception):
@@ -113,3 +124,31 @@ def match_choice_tokens(
         if key in found:
             found[key].append(logprob)
     return {c: logsumexp(v) for c, v in found.items()}
+
+
+def stream_in_batches(backend: Backend, items: Iterable[tuple[object, ChatRequest]], on_landed: OnLanded,
+                      admit: Admit, batch_size: int = 1) -> None:
+    """Stream requests through a batch backend (a local model): send up to `batch_size` at a time,
+    feeding each completion's follow-ups back into the queue, so a row moves to its next stage as
+    soon as its request is answered. A backend with its own `stream` (an API) does this natively."""
+    queue = deque(items)
+    while queue:
+        batch: list[tuple[object, ChatRequest]] = []
+        while queue and len(batch) < batch_size:
+            tag, request = queue[0]
+            if batch and (request.choices != batch[0][1].choices):
+                break  # one kind of request per call: chat, or one set of choices
+            try:
+                admit(tag, request)
+            except StopRun:
+                if not batch:
+                    raise  # nothing in flight would free budget: stop
+                break  # send what was admitted; its cost settles below its reservation
+            batch.append(queue.popleft())
+        requests = [r for _, r in batch]
+        if requests[0].choices is None:
+            backend.generate(requests, on_complete=lambda i, c: queue.extend(on_landed(batch[i][0], c) or ()))
+        else:
+            values = backend.choice_logprobs(requests, requests[0].choices)
+            for (tag, _), value in zip(batch, values):
+                queue.extend(on_landed(tag, Completion("", "stop", logprobs=value)) or ())

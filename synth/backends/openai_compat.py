@@ -22,12 +22,17 @@ import openai
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from synth.backends.base import ChatRequest, Completion, OnComplete, StopRun, match_choice_tokens
+from synth.backends.base import Admit, ChatRequest, Completion, OnComplete, OnLanded, StopRun, match_choice_tokens
 from synth.errors import BackendError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _NO_KEY = "sk-no-key-needed"  # local servers ignore the key but the SDK insists on one
 TOP_LOGPROBS = 20  # the most the OpenAI API returns
+
+
+class ServerDown(BackendError):
+    """Many attempts in a row could not connect: stop the run (resumable) instead of walking every
+    remaining row through its whole retry budget."""
 
 
 class MalformedResponse(Exception):
@@ -107,6 +112,7 @@ class OpenAIBackend:
         backoff_initial: float = 0.5,
         backoff_max: float = 60.0,
         preflight: bool = True,
+        max_connection_failures: int | None = None,
     ):
         self.model = model
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
@@ -123,6 +129,10 @@ class OpenAIBackend:
         self.timeout = timeout
         self._wait = _WaitRetryAfterOrBackoff(backoff_initial, backoff_max)
         self._token_param = "max_tokens"
+        # Attempts in a row that could not connect before the run stops: every request in flight
+        # failing about three times over means the server is down, not busy.
+        self.max_connection_failures = max_connection_failures or max(10, 3 * self.concurrency)
+        self._connection_failures = 0
         self._sleep = asyncio.sleep  # tests swap this to record the waits
         if preflight:
             self.check()
@@ -154,23 +164,41 @@ class OpenAIBackend:
     def generate(
         self, requests: Sequence[ChatRequest], on_complete: OnComplete | None = None
     ) -> list[Completion]:
-        return _run(self._gather(requests, self._complete, on_complete))
+        results: list[Any] = [None] * len(requests)
+
+        def landed(index, completion: Completion):
+            results[index] = completion
+            if on_complete is not None:
+                on_complete(index, completion)
+
+        self.stream(list(enumerate(requests)), landed)
+        return results
 
     def choice_logprobs(
         self, requests: Sequence[ChatRequest], choices: Sequence[str]
     ) -> list[dict[str, float] | None]:
-        async def one(client, request):
-            return await self._choice_logprobs_one(client, request, choices)
+        asks = [ChatRequest(r.messages, r.sampling, r.sample, tuple(choices)) for r in requests]
+        return [c.logprobs for c in self.generate(asks)]
 
-        return _run(self._gather(requests, one, None))
+    def stream(self, items: Sequence[tuple[object, ChatRequest]], on_landed: OnLanded,
+               admit: Admit | None = None) -> None:
+        """Keep up to `concurrency` requests in flight; each completion's follow-ups join the queue
+        at once. `admit(tag, request)` runs just before a request is sent; a StopRun from it (or from
+        `on_landed`) sends nothing new, lets what is in flight land, then is re-raised."""
+        _run(self._stream(items, on_landed, admit))
 
     def close(self) -> None:
         pass
 
-    async def _gather(self, requests, work, on_complete):
-        results: list[Any] = [None] * len(requests)
-        semaphore = asyncio.Semaphore(self.concurrency)
+    async def _stream(self, items, on_landed, admit) -> None:
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+        if queue.empty():
+            return
+        failure: list[BaseException] = []  # the first StopRun or fatal error: nothing new is sent after it
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        self._connection_failures = 0
         async with openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=self.base_url,
@@ -179,40 +207,61 @@ class OpenAIBackend:
             http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
         ) as client:
 
-            stopped = False  # set by a fatal error or StopRun: requests still queued are never sent
-            stop_requested: list[int] = []
+            in_flight = 0
+            landed = asyncio.Condition()
 
-            async def run_one(index: int, request: ChatRequest) -> None:
-                nonlocal stopped
-                async with semaphore:
-                    if stopped:
-                        return
+            async def admitted(tag, request) -> bool:
+                """Reserve this request's budget; while others are in flight, wait for them to land
+                (their actual cost is usually below their reservation) before giving up."""
+                while True:
                     try:
-                        result = await work(client, request)
-                    except BaseException:
-                        stopped = True
-                        raise
-                results[index] = result
-                if on_complete is not None:
-                    try:
-                        on_complete(index, result)
-                    except StopRun:  # send nothing new; what is in flight still lands
-                        stopped = True
-                        stop_requested.append(index)
+                        if admit is not None:
+                            admit(tag, request)
+                        return True
+                    except StopRun as exc:
+                        if in_flight == 0 or failure:
+                            failure.append(exc)
+                            return False
+                    async with landed:
+                        await landed.wait()
 
-            tasks = [asyncio.ensure_future(run_one(i, r)) for i, r in enumerate(requests)]
-            if tasks:
-                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in pending:
+            async def worker() -> None:
+                nonlocal in_flight
+                while True:
+                    tag, request = await queue.get()
+                    try:
+                        if failure or not await admitted(tag, request):
+                            continue
+                        in_flight += 1
+                        try:
+                            completion = await self._one(client, request)
+                            more = on_landed(tag, completion)
+                        except Exception as exc:  # BackendError, StopRun from a callback, a bug: stop sending
+                            failure.append(exc)
+                            continue
+                        finally:
+                            in_flight -= 1
+                            async with landed:
+                                landed.notify_all()
+                        for follow_up in more or ():
+                            queue.put_nowait(follow_up)
+                    finally:
+                        queue.task_done()
+
+            workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
+            try:
+                await queue.join()
+            finally:
+                for task in workers:
                     task.cancel()
-                if pending:
-                    await asyncio.gather(*pending, return_exceptions=True)
-                for task in done:
-                    if task.exception() is not None:
-                        raise task.exception()
-        if stop_requested:
-            raise StopRun()
-        return results
+                await asyncio.gather(*workers, return_exceptions=True)
+        if failure:
+            raise failure[0]
+
+    async def _one(self, client, request: ChatRequest) -> Completion:
+        if request.choices is not None:
+            return await self._choice_logprobs_one(client, request, request.choices)
+        return await self._complete(client, request)
 
     async def _call(self, client, **kwargs):
         """One chat completion with retries; raises the last error when the budget is spent."""
@@ -223,7 +272,17 @@ class OpenAIBackend:
             sleep=lambda seconds: self._sleep(seconds),
         ):
             with attempt:
-                response = await client.chat.completions.create(**kwargs)
+                try:
+                    response = await client.chat.completions.create(**kwargs)
+                except (openai.APIConnectionError, httpx.TransportError) as exc:
+                    self._connection_failures += 1
+                    if self._connection_failures >= self.max_connection_failures:
+                        raise ServerDown(f"{self.spec}: {self._connection_failures} attempts in a row could not "
+                                         f"reach {self.base_url} (last: {_describe(exc)}); the server seems down. "
+                                         "Every finished row is saved: re-run the same command to resume "
+                                         "once it is back") from None
+                    raise
+                self._connection_failures = 0
                 choices = getattr(response, "choices", None)
                 if not choices or getattr(choices[0], "message", None) is None:
                     raise MalformedResponse(f"no choices in the response body: {str(response)[:200]!r}")
@@ -259,9 +318,12 @@ class OpenAIBackend:
                 f"{self.spec}: not found ({_describe(exc)}); check the model name "
                 f"(GET {self.base_url}/models lists them) and that the URL ends in /v1"
             ) from None
+        except ServerDown:
+            raise
         except openai.BadRequestError as exc:
-            if "max_completion_tokens" in str(exc) and self._token_param == "max_tokens":
-                # Newer OpenAI models reject max_tokens; switch once for the rest of the run.
+            if "max_completion_tokens" in str(exc) and "max_tokens" in params:
+                # Newer OpenAI models reject max_tokens; switch for the rest of the run. Requests
+                # already in flight with max_tokens land here too and are sent again the new way.
                 self._token_param = "max_completion_tokens"
                 params = {("max_completion_tokens" if k == "max_tokens" else k): v for k, v in params.items()}
                 return await self._request(client, params)
@@ -287,20 +349,23 @@ class OpenAIBackend:
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )
 
-    async def _choice_logprobs_one(self, client, request: ChatRequest, choices) -> dict[str, float] | None:
+    async def _choice_logprobs_one(self, client, request: ChatRequest, choices) -> Completion:
         params = self._params(request)
         params.update(temperature=0.0, top_p=1.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
         params[self._token_param] = 1
         response, error = await self._request(client, params)
         if error is not None:
-            return None
-        logprobs = getattr(response.choices[0], "logprobs", None)
-        content = getattr(logprobs, "content", None)
-        if not content:
-            return None
-        first = content[0]
-        top = [(t.token, t.logprob) for t in (first.top_logprobs or [])] or [(first.token, first.logprob)]
-        return match_choice_tokens(top, choices)
+            return Completion("", "error", error=error)
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        out = Completion(choice.message.content or "", choice.finish_reason or "stop",
+                         getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+        content = getattr(getattr(choice, "logprobs", None), "content", None)
+        if content:  # a server without log-probabilities leaves them None: the caller asks for text
+            first = content[0]
+            top = [(t.token, t.logprob) for t in (first.top_logprobs or [])] or [(first.token, first.logprob)]
+            out.logprobs = match_choice_tokens(top, choices)
+        return out
 
 
 def _run(coroutine):

@@ -9,8 +9,10 @@ it (by the critic model), and a revision. Three views of each finished row share
     trace.jsonl        every round's principle, critique and revision (the run's "done" file)
 
 A row whose revision is empty, unchanged, a refusal to revise, unparseable or leaking (copies a
-few-shot example or recites the principle) goes to rejected.jsonl with the trace so far.
-Rows are processed in chunks through all stages; a crash replays the chunk from the cache.
+few-shot example or recites the principle) goes to rejected.jsonl with the trace so far; one whose
+request failed goes there with reason `error` (a re-run asks again). Each row moves to its next
+stage as soon as its request lands and is written when its last one does. trace.jsonl is the
+truth: the two views are rebuilt from it atomically when a run starts and ends.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from synth.prompts import Template
 from synth.rows import InputRow, row_messages, stable_id
 from synth.runner import Job, ModelRun, Rejection
 from synth.errors import SynthError
-from synth.store import read_jsonl_repairing
+from synth.store import read_jsonl, write_jsonl_atomic
 
 GENERATOR = "critique-revise"
 VIEWS = ("sft.jsonl", "preference.jsonl")
@@ -79,25 +81,59 @@ def prepare_rows(rows: list[InputRow], path, field_name: str | None, system: str
 
 def critique_revise(session: ModelRun, prepared: list[tuple[str, dict, list]], constitution: Constitution,
                     templates: dict[str, Template], cfg: CritiqueReviseConfig) -> None:
-    """Run every stage for the rows not yet done, chunk by chunk, writing rows as chunks finish."""
-    _repair_views(session)
+    """Every stage for the rows not yet done, streamed: a row's next request goes out as soon as
+    its last one lands, and the row is written when it is finished."""
+    rebuild_views(session.run.folder)
     todo = [p for p in prepared if p[0] not in session.run.done]
     bar = session.progress(len(prepared), initial=len(prepared) - len(todo))
     leak_check = LeakCheck(constitution)
-    for start in range(0, len(todo), cfg.chunk):
-        states = []
-        for row_id, source, messages in todo[start:start + cfg.chunk]:
-            principles = sample_principles(constitution, row_rng(cfg.seed, row_id), cfg.rounds)
-            states.append(RowState(row_id, source, messages, principles))
-        _answer(session, states, cfg)
-        for round_index in range(cfg.rounds):
-            _critique(session, [s for s in states if not s.failed], round_index, constitution, templates["critique"], cfg)
-            _revise(session, [s for s in states if not s.failed], round_index, constitution, templates["revision"], cfg,
-                    leak_check)
-        for state in states:
+    examples = [e.__dict__ for e in constitution.examples]
+    states = {}
+    for row_id, source, messages in todo:
+        principles = sample_principles(constitution, row_rng(cfg.seed, row_id), cfg.rounds)
+        states[row_id] = RowState(row_id, source, messages, principles)
+
+    def job(state: RowState, stage: str, k: int = 0) -> Job:
+        if stage == "answer":
+            return Job(state.id, state.source, ChatRequest(state.messages, cfg.sampling), model=cfg.model, stage=(stage, k))
+        if stage == "critique":
+            prompt = templates["critique"].render(prompt=state.prompt, response=state.current,
+                                                  principle=state.principles[k], examples=examples)
+            return Job(state.id, state.source, ChatRequest([{"role": "user", "content": prompt}], cfg.critique_sampling),
+                       model=cfg.critic, stage=(stage, k))
+        prompt = templates["revision"].render(prompt=state.prompt, response=state.current,
+                                              critique=state.rounds[k]["critique"], principle=state.principles[k],
+                                              examples=examples)
+        return Job(state.id, state.source, ChatRequest([{"role": "user", "content": prompt}], cfg.revision_sampling),
+                   model=cfg.model, stage=(stage, k))
+
+    def on_result(done: Job, completion: Completion) -> list[Job]:
+        state = states[done.id]
+        stage, k = done.stage
+        _usage(state, completion)
+        if stage == "answer":
+            _answered(state, completion, session.opts.keep_truncated)
+            following = job(state, "critique", 0)
+        elif stage == "critique":
+            _critiqued(state, completion, k)
+            following = job(state, "revise", k) if not state.failed else None
+        else:
+            _revised(state, completion, k, session.opts.keep_truncated, leak_check)
+            following = job(state, "critique", k + 1) if k + 1 < cfg.rounds else None
+        if state.failed or following is None:
             _write(session, state, constitution, templates, cfg)
             bar.update(1)
-    bar.close()
+            return []
+        session.forget_rejected([following])  # --retry-rejected asks again at every stage
+        return [following]
+
+    first = [job(state, "answer") for state in states.values()]
+    session.forget_rejected(first)  # --retry-rejected: ask again from the first stage
+    try:
+        session.stream(first, on_result)
+    finally:
+        session.run.flush()
+        rebuild_views(session.run.folder)
 
 
 def _usage(state: RowState, completion: Completion) -> None:
@@ -110,90 +146,52 @@ def _fail(state: RowState, reason: str, error: str | None = None, text: str | No
     state.failed_text = text
 
 
-def _answer(session: ModelRun, states: list[RowState], cfg: CritiqueReviseConfig) -> None:
-    by_id = {s.id: s for s in states}
-    jobs = [Job(s.id, s.source, ChatRequest(s.messages, cfg.sampling)) for s in states]
-
-    def on_result(job: Job, completion: Completion) -> None:
-        state = by_id[job.id]
-        _usage(state, completion)
-        text = completion.text.strip()
-        if completion.error:
-            _fail(state, "error", completion.error)
-        elif completion.finish_reason == "length" and not session.opts.keep_truncated:
-            _fail(state, "truncated", "the initial answer hit the token limit", text)
-        elif not text:
-            _fail(state, "empty", "the initial answer is empty")
-        state.initial = state.current = text
-
-    session.forget_rejected(jobs, cfg.model)
-    session.call(jobs, on_result, model=cfg.model)
+def _answered(state: RowState, completion: Completion, keep_truncated: bool) -> None:
+    text = completion.text.strip()
+    if completion.error:
+        _fail(state, "error", completion.error)
+    elif completion.finish_reason == "length" and not keep_truncated:
+        _fail(state, "truncated", "the initial answer hit the token limit", text)
+    elif not text:
+        _fail(state, "empty", "the initial answer is empty")
+    state.initial = state.current = text
 
 
-def _critique(session: ModelRun, states: list[RowState], k: int, constitution: Constitution, template: Template,
-              cfg: CritiqueReviseConfig) -> None:
-    by_id = {s.id: s for s in states}
-    examples = [e.__dict__ for e in constitution.examples]
-    jobs = []
-    for s in states:
-        prompt = template.render(prompt=s.prompt, response=s.current, principle=s.principles[k], examples=examples)
-        jobs.append(Job(s.id, s.source, ChatRequest([{"role": "user", "content": prompt}], cfg.critique_sampling)))
-
-    def on_result(job: Job, completion: Completion) -> None:
-        state = by_id[job.id]
-        _usage(state, completion)
-        critique = clean_model_text(completion.text)
-        state.rounds.append({"round": k + 1, "principle": state.principles[k].id, "critique": critique,
-                             "critique_finish_reason": completion.finish_reason})
-        if completion.error:
-            _fail(state, "error", completion.error)
-        elif not completion.text.strip():
-            _fail(state, "empty", f"round {k + 1}: the critique is empty")
-        elif not critique:
-            _fail(state, "unparseable", f"round {k + 1}: nothing left of the critique once labels are removed",
-                  completion.text)
-
-    session.forget_rejected(jobs, cfg.critic)
-    session.call(jobs, on_result, model=cfg.critic)
+def _critiqued(state: RowState, completion: Completion, k: int) -> None:
+    critique = clean_model_text(completion.text)
+    state.rounds.append({"round": k + 1, "principle": state.principles[k].id, "critique": critique,
+                         "critique_finish_reason": completion.finish_reason})
+    if completion.error:
+        _fail(state, "error", f"round {k + 1} critique: {completion.error}")
+    elif not completion.text.strip():
+        _fail(state, "empty", f"round {k + 1}: the critique is empty")
+    elif not critique:
+        _fail(state, "unparseable", f"round {k + 1}: nothing left of the critique once labels are removed",
+              completion.text)
 
 
-def _revise(session: ModelRun, states: list[RowState], k: int, constitution: Constitution, template: Template,
-            cfg: CritiqueReviseConfig, leak_check: "LeakCheck") -> None:
-    by_id = {s.id: s for s in states}
-    examples = [e.__dict__ for e in constitution.examples]
-    jobs = []
-    for s in states:
-        prompt = template.render(prompt=s.prompt, response=s.current, critique=s.rounds[k]["critique"],
-                                 principle=s.principles[k], examples=examples)
-        jobs.append(Job(s.id, s.source, ChatRequest([{"role": "user", "content": prompt}], cfg.revision_sampling)))
-
-    def on_result(job: Job, completion: Completion) -> None:
-        state = by_id[job.id]
-        _usage(state, completion)
-        revision = clean_model_text(completion.text)
-        state.rounds[k]["revision"] = revision
-        where = f"round {k + 1}"
-        if completion.error:
-            _fail(state, "error", completion.error)
-        elif completion.finish_reason == "length" and not session.opts.keep_truncated:
-            _fail(state, "truncated", f"{where}: the revision hit the token limit", completion.text)
-        elif not completion.text.strip():
-            _fail(state, "empty", f"{where}: the revision is empty")
-        elif not revision:
-            _fail(state, "unparseable", f"{where}: nothing left of the revision once labels are removed", completion.text)
-        elif revision.endswith(":"):
-            _fail(state, "unparseable", f"{where}: an introduction with no answer after it", revision)
-        elif is_refusal_to_revise(revision):
-            _fail(state, "refusal_to_revise", f"{where}: the model declined to revise", revision)
-        elif _normalise(revision) == _normalise(state.current):
-            _fail(state, "unchanged", f"{where}: the revision repeats the answer it revises", revision)
-        elif (leak := leak_check.leak(revision, state.principles[k], state.prompt)) is not None:
-            _fail(state, "leaking", f"{where}: {leak}", revision)
-        else:
-            state.current = revision
-
-    session.forget_rejected(jobs, cfg.model)
-    session.call(jobs, on_result, model=cfg.model)
+def _revised(state: RowState, completion: Completion, k: int, keep_truncated: bool, leak_check: "LeakCheck") -> None:
+    revision = clean_model_text(completion.text)
+    state.rounds[k]["revision"] = revision
+    where = f"round {k + 1}"
+    if completion.error:
+        _fail(state, "error", f"{where} revision: {completion.error}")
+    elif completion.finish_reason == "length" and not keep_truncated:
+        _fail(state, "truncated", f"{where}: the revision hit the token limit", completion.text)
+    elif not completion.text.strip():
+        _fail(state, "empty", f"{where}: the revision is empty")
+    elif not revision:
+        _fail(state, "unparseable", f"{where}: nothing left of the revision once labels are removed", completion.text)
+    elif revision.endswith(":"):
+        _fail(state, "unparseable", f"{where}: an introduction with no answer after it", revision)
+    elif is_refusal_to_revise(revision):
+        _fail(state, "refusal_to_revise", f"{where}: the model declined to revise", revision)
+    elif _normalise(revision) == _normalise(state.current):
+        _fail(state, "unchanged", f"{where}: the revision repeats the answer it revises", revision)
+    elif (leak := leak_check.leak(revision, state.principles[k], state.prompt)) is not None:
+        _fail(state, "leaking", f"{where}: {leak}", revision)
+    else:
+        state.current = revision
 
 
 class LeakCheck:
@@ -261,36 +259,37 @@ def _write(session: ModelRun, state: RowState, constitution: Constitution, templ
     if state.failed:
         session.reject(state.id, state.failed, state.source, state.failed_text, trace=trace)
         return
-    meta = _meta(state, constitution, templates, cfg)
-    single_turn = [m["role"] for m in state.messages] in (["user"], ["system", "user"])
-    if single_turn:
-        preference = {"id": state.id, "prompt": state.prompt, "chosen": state.current, "rejected": state.initial}
-    else:  # TRL's conversational preference format keeps the whole conversation
-        preference = {"id": state.id, "prompt": state.messages,
-                      "chosen": [{"role": "assistant", "content": state.current}],
-                      "rejected": [{"role": "assistant", "content": state.initial}]}
-    sft = {"id": state.id, "messages": state.messages + [{"role": "assistant", "content": state.current}]}
+    row = {"id": state.id, **{k: v for k, v in state.source.items() if k not in ("id", "meta", "messages")},
+           **trace, "messages": state.messages, "final": state.current,
+           "meta": _meta(state, constitution, templates, cfg)}
     folder = session.run.folder
-    # The views first, the trace last: a row is done once its trace line is written.
-    for name, row in (("sft.jsonl", sft), ("preference.jsonl", preference)):
+    # The views first, the trace last: a row is done once its trace line is written, and a view
+    # line whose trace line never came is dropped when the views are rebuilt.
+    for name, view in zip(VIEWS, views_of(row)):
         with (folder / name).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({**row, "meta": meta}, ensure_ascii=False) + "\n")
-    session.run.write_row({"id": state.id, **{k: v for k, v in state.source.items() if k not in ("id", "meta")},
-                           **trace, "final": state.current, "meta": meta})
-    session.counts["written"] += 1
+            handle.write(json.dumps(view, ensure_ascii=False) + "\n")
+    session.write_row(row)
 
 
-def _repair_views(session: ModelRun) -> None:
-    """Drop view lines whose row never reached trace.jsonl (a crash between the two writes)."""
-    for name in VIEWS:
-        path = session.run.folder / name
-        if not path.exists():
-            continue
-        rows = read_jsonl_repairing(path)
-        seen, keep = set(), []
-        for row in rows:
-            if row.get("id") in session.run.done and row["id"] not in seen:
-                seen.add(row["id"])
-                keep.append(row)
-        if len(keep) != len(rows):
-            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
+def views_of(row: dict) -> tuple[dict, dict]:
+    """(SFT row, preference row) of one finished trace row."""
+    messages = row.get("messages") or [{"role": "user", "content": row["prompt"]}]
+    meta = row.get("meta", {})
+    single_turn = [m["role"] for m in messages] in (["user"], ["system", "user"])
+    if single_turn:
+        preference = {"id": row["id"], "prompt": row["prompt"], "chosen": row["final"], "rejected": row["initial"]}
+    else:  # TRL's conversational preference format keeps the whole conversation
+        preference = {"id": row["id"], "prompt": messages,
+                      "chosen": [{"role": "assistant", "content": row["final"]}],
+                      "rejected": [{"role": "assistant", "content": row["initial"]}]}
+    sft = {"id": row["id"], "messages": messages + [{"role": "assistant", "content": row["final"]}]}
+    return {**sft, "meta": meta}, {**preference, "meta": meta}
+
+
+def rebuild_views(folder) -> None:
+    """sft.jsonl and preference.jsonl from trace.jsonl, each replaced atomically (temp + rename),
+    so a crash at any point leaves whole files that match the trace."""
+    rows = read_jsonl(folder / "trace.jsonl")
+    views = [views_of(r) for r in rows]
+    for k, name in enumerate(VIEWS):
+        write_jsonl_atomic(folder / name, [v[k] for v in views])

@@ -14,7 +14,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from synth.backends.base import ChatRequest, Sampling
 from synth.constitution import Constitution, Principle
@@ -36,10 +36,11 @@ class Comparison:
     """One pair of candidates (i < j) of one prompt under one principle."""
 
     row_id: str
-    prompt: str
+    prompt: str  # the request the candidates answer (the last user turn)
     i: int
     j: int
     principle: Principle
+    context: tuple = ()  # the conversation before that request: system prompt, earlier turns
 
 
 @dataclass
@@ -47,8 +48,9 @@ class Verdict:
     """P(first shown is better) for one order, and how it was read."""
 
     p_first: float | None
-    source: str  # "logprobs", "text" or "none"
+    source: str  # "logprobs", "text", "none" (the judge said neither) or "error" (a request failed)
     raw: str = ""
+    error: str | None = None
 
 
 def p_first_from_logprobs(logprobs: dict[str, float] | None) -> float | None:
@@ -89,10 +91,12 @@ def defang(text: str) -> str:
 
 
 def judge_messages(template: Template, prompt: str, first: str, second: str, principle: Principle,
-                   cot: bool) -> list[dict[str, str]]:
+                   cot: bool, context: Sequence[dict] = ()) -> list[dict[str, str]]:
     question = principle.comparison or f"Which response better follows this principle: {principle.revision}"
+    shown = [{"role": m["role"], "content": defang(m["content"])} for m in context]
     return [{"role": "user", "content": template.render(prompt=defang(prompt), first=defang(first),
-                                                         second=defang(second), question=question, cot=cot)}]
+                                                         second=defang(second), question=question, cot=cot,
+                                                         context=shown)}]
 
 
 def follow_up(messages: list[dict[str, str]], reasoning: str) -> list[dict[str, str]]:
@@ -146,60 +150,74 @@ class JudgeConfig:
     swap: bool = True  # judge both orders (position debiasing)
 
 
+def judge_stream(session, comparisons: list[Comparison], texts: dict[str, list[str]], template: Template,
+                 cfg: JudgeConfig, on_judged: Callable[[int, tuple[Verdict, Verdict | None]], None]) -> None:
+    """Judge each comparison in both orders (one with --no-swap), streamed: each order moves from
+    reasoning (CoT) to the letter's log-probabilities to, where there are none, a text answer as
+    soon as its request lands; `on_judged(k, (i first, j first))` runs once both orders are in.
+    A failed request gives a Verdict with source "error": never a text fallback, never a guess."""
+    from synth.runner import Job
+
+    orders = [0, 1] if cfg.swap else [0]
+    verdicts: dict[int, list] = {k: [None] * len(orders) for k in range(len(comparisons))}
+    letter = Sampling(temperature=0.0, max_tokens=1, seed=cfg.seed)
+
+    def first_job(k: int, order: int) -> Job:
+        c = comparisons[k]
+        first, second = (c.i, c.j) if order == 0 else (c.j, c.i)
+        cands = texts[c.row_id]
+        messages = judge_messages(template, c.prompt, cands[first], cands[second], c.principle, cfg.cot, c.context)
+        if cfg.cot:
+            return Job(c.row_id, {}, ChatRequest(messages, judge_sampling(True, cfg.seed)), model=cfg.judge,
+                       stage=(k, order, "reason", messages, ""))
+        return Job(c.row_id, {}, ChatRequest(messages, letter, choices=CHOICES), model=cfg.judge,
+                   stage=(k, order, "letter", messages, ""))
+
+    def on_result(job: Job, completion) -> list:
+        k, order, step, messages, reasoning = job.stage
+        verdict = None
+        following = None
+        if completion.error:
+            verdict = Verdict(None, "error", reasoning, error=f"{step}: {completion.error}")
+        elif step == "reason":
+            reasoning = completion.text
+            asks = follow_up(messages, reasoning) if reasoning else messages
+            following = Job(job.id, {}, ChatRequest(asks, letter, choices=CHOICES), model=cfg.judge,
+                            stage=(k, order, "letter", asks, reasoning))
+        elif step == "letter":
+            p = p_first_from_logprobs(completion.logprobs)
+            if p is not None:
+                verdict = Verdict(p, "logprobs", reasoning)
+            elif cfg.cot and (choice := parse_verdict(reasoning)):
+                verdict = Verdict(1.0 if choice == "A" else 0.0, "text", reasoning)
+            else:  # no log-probabilities: ask for the letter and read the judge's own answer
+                following = Job(job.id, {}, ChatRequest(messages, judge_sampling(False, cfg.seed)), model=cfg.judge,
+                                stage=(k, order, "answer", messages, reasoning))
+        else:
+            choice = parse_verdict(completion.text)
+            verdict = Verdict(None if choice is None else (1.0 if choice == "A" else 0.0),
+                              "text" if choice else "none", completion.text)
+        if following is not None:
+            return [following]
+        verdicts[k][order] = verdict
+        if all(v is not None for v in verdicts[k]):
+            on_judged(k, (verdicts[k][0], verdicts[k][1] if cfg.swap else None))
+        return []
+
+    session.stream([first_job(k, order) for k in range(len(comparisons)) for order in orders], on_result)
+
+
 def judge_comparisons(session, comparisons: list[Comparison], texts: dict[str, list[str]], template: Template,
                       cfg: JudgeConfig) -> dict[int, tuple[Verdict, Verdict | None]]:
     """For each comparison (by index): the verdict with i shown first, and with j first."""
-    orders = [(k, c, 0) for k, c in enumerate(comparisons)]
-    if cfg.swap:
-        orders += [(k, c, 1) for k, c in enumerate(comparisons)]
-    messages = []
-    for _, c, order in orders:
-        first, second = (c.i, c.j) if order == 0 else (c.j, c.i)
-        cands = texts[c.row_id]
-        messages.append(judge_messages(template, c.prompt, cands[first], cands[second], c.principle, cfg.cot))
-    sampling = judge_sampling(cfg.cot, cfg.seed)
-    verdicts: list[Verdict | None] = [None] * len(orders)
-    reasoning = [""] * len(orders)
-    if cfg.cot:
-        reasoning = _generate_texts(session, messages, sampling, cfg.judge)
-        asks = [follow_up(m, r) if r else m for m, r in zip(messages, reasoning)]
-    else:
-        asks = messages
-    logprobs = session.logprobs([ChatRequest(m, Sampling(temperature=0.0, max_tokens=1, seed=cfg.seed)) for m in asks],
-                                list(CHOICES), model=cfg.judge)
-    fallback = []
-    for n, lp in enumerate(logprobs):
-        p = p_first_from_logprobs(lp)
-        if p is not None:
-            verdicts[n] = Verdict(p, "logprobs", reasoning[n])
-        elif cfg.cot and (choice := parse_verdict(reasoning[n])):
-            verdicts[n] = Verdict(1.0 if choice == "A" else 0.0, "text", reasoning[n])
-        else:
-            fallback.append(n)
-    if fallback:  # no log-probabilities: ask for the letter and read the judge's own answer
-        answers = _generate_texts(session, [asks[n] for n in fallback], judge_sampling(False, cfg.seed), cfg.judge)
-        for n, text in zip(fallback, answers):
-            choice = parse_verdict(text)
-            verdicts[n] = Verdict(None if choice is None else (1.0 if choice == "A" else 0.0),
-                                  "text" if choice else "none", text)
     out: dict[int, tuple[Verdict, Verdict | None]] = {}
-    for n, (k, _, order) in enumerate(orders):
-        first, second = out.get(k, (None, None))
-        out[k] = (verdicts[n], second) if order == 0 else (first, verdicts[n])
+    judge_stream(session, comparisons, texts, template, cfg, out.__setitem__)
     return out
 
 
-def _generate_texts(session, messages: list[list[dict]], sampling: Sampling, model: str) -> list[str]:
-    from synth.runner import Job
-
-    texts = [""] * len(messages)
-    jobs = [Job(str(n), {}, ChatRequest(m, sampling)) for n, m in enumerate(messages)]
-
-    def on_result(job, completion) -> None:
-        texts[int(job.id)] = completion.text if completion.ok else ""
-
-    session.call(jobs, on_result, model=model)
-    return texts
+def failed(verdicts: tuple[Verdict, Verdict | None]) -> str | None:
+    """The error of a comparison whose request failed in either order, else None."""
+    return next((v.error for v in verdicts if v is not None and v.error), None)
 
 
 def pair_probability(first: Verdict, second: Verdict | None) -> tuple[float | None, bool | None]:
@@ -220,6 +238,8 @@ def bias_report(comparisons: list[Comparison], texts: dict[str, list[str]],
     shown_first, longer, consistent, confident, total = [], [], [], [], 0
     agreement, bins = [], {}
     for k, c in enumerate(comparisons):
+        if k not in verdicts or failed(verdicts[k]):
+            continue  # a failed request is not a judgement: left out, and reported as failed
         first, second = verdicts[k]
         for verdict in (first, second):
             if verdict is not None and verdict.p_first is not None and verdict.p_first != 0.5:
@@ -246,6 +266,7 @@ def bias_report(comparisons: list[Comparison], texts: dict[str, list[str]],
     rate = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
     report = {
         "pairs": len(comparisons), "judged": total,
+        "failed": sum(1 for k in range(len(comparisons)) if k not in verdicts or failed(verdicts[k])),
         "position_consistency": rate(consistent),
         "prefers_first_shown": rate(shown_first),
         "prefers_longer": rate(longer),
@@ -265,7 +286,8 @@ def bias_report(comparisons: list[Comparison], texts: dict[str, list[str]],
 
 
 def format_bias_report(report: dict) -> str:
-    lines = [f"judged {report['judged']} of {report['pairs']} pairs in both orders",
+    lines = [f"judged {report['judged']} of {report['pairs']} pairs in both orders"
+             + (f" ({report['failed']} failed: see rejected.jsonl; re-run to retry them)" if report.get("failed") else ""),
              f"  position consistency: {report['position_consistency']}",
              f"  prefers the response shown first: {report['prefers_first_shown']} (unbiased: 0.5)",
              f"  prefers the longer response: {report['prefers_longer']}"
@@ -292,9 +314,20 @@ class LabelConfig(JudgeConfig):
 @dataclass
 class CandidateRow:
     id: str
-    prompt: str
+    prompt: str  # the request the candidates answer (the last user turn)
     candidates: list[Candidate]
     source: dict[str, Any]
+    messages: list[dict[str, str]] = field(default_factory=list)  # the whole conversation, ending in `prompt`
+
+    @property
+    def context(self) -> list[dict[str, str]]:
+        """The conversation before the request: the system prompt and earlier turns."""
+        last = max((n for n, m in enumerate(self.messages) if m["role"] == "user"), default=0)
+        return self.messages[:last]
+
+    @property
+    def single_turn(self) -> bool:
+        return not self.context
 
 
 def candidate_rows(rows, path) -> list[CandidateRow]:
@@ -325,9 +358,11 @@ def candidate_rows(rows, path) -> list[CandidateRow]:
             if ("prompt" in data or "messages" in data) else None
         if messages is None:
             raise SynthError(f"{where}: no 'prompt' to judge the candidates against")
-        prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+        if messages[-1]["role"] != "user":
+            raise SynthError(f"{where}: the conversation must end with the user turn the candidates answer")
+        prompt = messages[-1]["content"]
         row_id = data["id"] if isinstance(data.get("id"), str) else stable_id("candidates", messages, [c.text for c in candidates])
-        out.append(CandidateRow(row_id, prompt, candidates, data))
+        out.append(CandidateRow(row_id, prompt, candidates, data, messages))
     return out
 
 
@@ -344,49 +379,72 @@ def comparisons_for(row: CandidateRow, constitution: Constitution, cfg: LabelCon
         else:
             rng = row_rng(cfg.seed, f"{row.id}:{i}:{j}")
             chosen = rng.choices(usable, weights=[p.weight for p in usable], k=1)
-        out += [Comparison(row.id, row.prompt, i, j, p) for p in chosen]
+        out += [Comparison(row.id, row.prompt, i, j, p, tuple(row.context)) for p in chosen]
     return out
 
 
 def label(session, rows: list[CandidateRow], constitution: Constitution, template: Template, cfg: LabelConfig,
           model_meta: dict) -> None:
-    """Judge every pair of every row not yet done; write preference rows or rejections."""
+    """Judge every pair of every row, streamed; a row's preference rows (or rejections) are
+    written as soon as its last verdict lands. Resume replays verdicts from the cache (free);
+    pairs already written are not written again."""
+    bar = session.progress(len(rows))
+    comparisons: list[Comparison] = []
+    judged: dict[str, list] = {}
+    wanted: dict[str, int] = {}
+    for row in rows:
+        mine = comparisons_for(row, constitution, cfg)
+        comparisons += mine
+        wanted[row.id] = len(mine)
+        judged[row.id] = []
+    by_id = {r.id: r for r in rows}
+    texts = {r.id: [c.text for c in r.candidates] for r in rows}
+
+    def finish(row: CandidateRow) -> None:
+        _write_pairs(session, row, _pair_results(session, row, judged[row.id]), cfg, constitution, model_meta)
+        bar.update(1)
+
+    def on_judged(k: int, verdicts: tuple[Verdict, Verdict | None]) -> None:
+        c = comparisons[k]
+        judged[c.row_id].append((c, verdicts))
+        if len(judged[c.row_id]) == wanted[c.row_id]:
+            finish(by_id[c.row_id])
+
+    for row in rows:
+        if wanted[row.id] == 0:  # every candidate the same: nothing to compare
+            finish(row)
+    judge_stream(session, comparisons, texts, template, cfg, on_judged)
+
+
+def _pair_results(session, row: CandidateRow, judged: list) -> dict:
+    """{(i, j): the pair's combined score and its evidence}; failed or unreadable pairs rejected."""
     from synth.rows import stable_id
     from synth.runner import Rejection
 
-    # Resume replays every row from the cache (free); pairs already written are not written again.
-    todo = rows
-    bar = session.progress(len(rows))
-    for start in range(0, len(todo), cfg.chunk):
-        part = todo[start:start + cfg.chunk]
-        comparisons = [c for r in part for c in comparisons_for(r, constitution, cfg)]
-        texts = {r.id: [c.text for c in r.candidates] for r in part}
-        verdicts = judge_comparisons(session, comparisons, texts, template, cfg)
-        by_pair: dict[tuple[str, int, int], list[tuple[Comparison, float | None, bool | None, Verdict, Verdict]]] = {}
-        for k, c in enumerate(comparisons):
-            p, ok = pair_probability(*verdicts[k])
-            by_pair.setdefault((c.row_id, c.i, c.j), []).append((c, p, ok, *verdicts[k]))
-        for row in part:
-            results = {}
-            for (row_id, i, j), judged in by_pair.items():
-                if row_id != row.id:
-                    continue
-                pair_id = stable_id(GENERATOR, row.id, i, j)
-                readable = [x for x in judged if x[1] is not None]
-                if not readable:
-                    session.reject(pair_id, Rejection("unparseable", "the judge's verdict could not be read in either order"),
-                                   {"row_id": row.id, "pair": [i, j]}, judged[0][3].raw if judged[0][3] else None)
-                    continue
-                p = sum(x[1] for x in readable) / len(readable)
-                results[(i, j)] = {
-                    "p": p, "consistent": all(x[2] is not False for x in readable),
-                    "by_principle": {x[0].principle.id: round(x[1], 6) for x in readable},
-                    "p_first_shown": [[x[3].p_first, x[4].p_first if x[4] else None] for x in readable],
-                    "source": sorted({x[3].source for x in readable}),
-                }
-            _write_pairs(session, row, results, cfg, constitution, model_meta)
-            bar.update(1)
-    bar.close()
+    by_pair: dict[tuple[int, int], list] = {}
+    for c, verdicts in judged:
+        by_pair.setdefault((c.i, c.j), []).append((c, *pair_probability(*verdicts), *verdicts))
+    results = {}
+    for (i, j), evidence in sorted(by_pair.items()):
+        pair_id = stable_id(GENERATOR, row.id, i, j)
+        source = {"row_id": row.id, "pair": [i, j]}
+        error = next((failed((x[3], x[4])) for x in evidence if failed((x[3], x[4]))), None)
+        if error:  # never a weaker verdict: the pair waits for a re-run
+            session.reject(pair_id, Rejection("error", error), source)
+            continue
+        readable = [x for x in evidence if x[1] is not None]
+        if not readable:
+            session.reject(pair_id, Rejection("unparseable", "the judge's verdict could not be read in either order"),
+                           source, evidence[0][3].raw if evidence[0][3] else None)
+            continue
+        results[(i, j)] = {
+            "p": sum(x[1] for x in readable) / len(readable),
+            "consistent": all(x[2] is not False for x in readable),
+            "by_principle": {x[0].principle.id: round(x[1], 6) for x in readable},
+            "p_first_shown": [[x[3].p_first, x[4].p_first if x[4] else None] for x in readable],
+            "source": sorted({x[3].source for x in readable}),
+        }
+    return results
 
 
 def _write_pairs(session, row: CandidateRow, results: dict, cfg: LabelConfig, constitution: Constitution,
@@ -424,9 +482,14 @@ def _write_pairs(session, row: CandidateRow, results: dict, cfg: LabelConfig, co
         if margin < cfg.min_margin:
             session.reject(pair_id, Rejection("low_margin", f"margin {margin:.3f} < --min-margin {cfg.min_margin}"), source)
             continue
-        session.run.write_row({
-            "id": pair_id, "prompt": row.prompt,
-            "chosen": row.candidates[win].text, "rejected": row.candidates[lose].text,
+        if row.single_turn:
+            texts = {"prompt": row.prompt, "chosen": row.candidates[win].text, "rejected": row.candidates[lose].text}
+        else:  # TRL's conversational preference format: the whole conversation, then each reply
+            texts = {"prompt": row.messages,
+                     "chosen": [{"role": "assistant", "content": row.candidates[win].text}],
+                     "rejected": [{"role": "assistant", "content": row.candidates[lose].text}]}
+        session.write_row({
+            "id": pair_id, **texts,
             "score": round(score, 6), "margin": round(margin, 6),
             "scores_by_principle": {k: round(v if win == i else 1 - v, 6) for k, v in result["by_principle"].items()},
             "position_consistent": result["consistent"] if cfg.swap else None,
@@ -436,4 +499,3 @@ def _write_pairs(session, row: CandidateRow, results: dict, cfg: LabelConfig, co
                      "candidates": [row.candidates[win].info, row.candidates[lose].info],
                      "binarize": cfg.binarize, "parent_ids": [row.id], **model_meta},
         })
-        session.counts["written"] += 1

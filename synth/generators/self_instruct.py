@@ -9,7 +9,10 @@ classification, input-first otherwise). Rows are SFT-ready: instruction, input, 
 
 Resume is a replay: every request is built deterministically (seeded RNG, requests in fixed
 rounds, responses processed in request order), so a re-run gets its responses from the cache and
-rebuilds exactly the pool it had, without a model call, then goes on where it stopped.
+rebuilds exactly the pool it had, without a model call, then goes on where it stopped. A failed
+generation request stops the bootstrap there (the pool never grows past a hole a re-run would
+fill differently); where the replay first meets a request the earlier run did not cache, both
+files are trimmed back to the replayed pool, so a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from synth.parsing import parse_instances, parse_numbered_list, parse_yes_no
 from synth.prompts import Template
 from synth.rows import read_rows, stable_id
 from synth.runner import Job, ModelRun, Rejection
+from synth.store import read_jsonl, write_jsonl_atomic
 
 GENERATOR = "self-instruct"
 INSTRUCTIONS = "instructions.jsonl"
@@ -128,12 +132,13 @@ def generate_instructions(session: ModelRun, seeds: list[Seed], template: Templa
     rng = random.Random(cfg.seed)
     filt = InstructionFilter([s.instruction for s in seeds], cfg.heuristics, cfg.rouge_threshold)
     kept: list[dict[str, Any]] = []
-    written = {r["id"] for r in _read(session.run.folder / INSTRUCTIONS)}
-    out = (session.run.folder / INSTRUCTIONS).open("a", encoding="utf-8")
+    path = session.run.folder / INSTRUCTIONS
+    written = {r["id"] for r in read_jsonl(path)}
+    out = path.open("a", encoding="utf-8")
     bar = session.progress(cfg.num, unit="instruction")
-    requests_made = 0
+    requests_made, live, failed_at = 0, False, None
     try:
-        while len(kept) < cfg.num and requests_made < cfg.max_requests:
+        while len(kept) < cfg.num and requests_made < cfg.max_requests and failed_at is None:
             size = min(cfg.batch, cfg.max_requests - requests_made)
             jobs = []
             for k in range(size):
@@ -141,14 +146,20 @@ def generate_instructions(session: ModelRun, seeds: list[Seed], template: Templa
                 prompt = template.render(tasks=tasks, start=len(tasks) + 1, count=cfg.per_request)
                 request = ChatRequest([{"role": "user", "content": prompt}], cfg.sampling, sample=requests_made + k)
                 jobs.append(Job(f"request-{requests_made + k}", {"request": requests_made + k, "context": tasks}, request))
+            if not live and not all(session.is_cached(j) for j in jobs):
+                live = True  # the replay ends here: whatever the files hold past the pool is not ours
+                out.close()
+                written = _trim_to_pool(session, kept)
+                out = path.open("a", encoding="utf-8")
             results: dict[int, Completion] = {}
-            session.call(jobs, lambda job, completion: results.__setitem__(job.input["request"], completion))
+            session.stream(jobs, lambda job, completion: results.__setitem__(job.input["request"], completion))
             requests_made += size
             for job in jobs:  # request order, not arrival order: the replay must be exact
                 completion = results[job.input["request"]]
                 if completion.error:
                     session.reject(job.id, Rejection("error", completion.error), job.input)
-                    continue
+                    failed_at = job.input["request"]
+                    break
                 candidates = [clean_instruction(t) for t in parse_numbered_list(completion.text)]
                 if not candidates:
                     session.reject(job.id, Rejection("unparseable", "no numbered list in the response"), job.input,
@@ -181,45 +192,45 @@ def generate_instructions(session: ModelRun, seeds: list[Seed], template: Templa
         out.close()
         bar.close()
     session.run.manifest["self_instruct"] = {"requests": requests_made, "kept": len(kept)}
+    if failed_at is not None:
+        session.run.manifest["self_instruct"]["stopped_at_failed_request"] = failed_at
+        session.notes.append(f"generation stopped at request {failed_at}, which failed (see rejected.jsonl); "
+                             "re-run the same command to retry it and go on")
     return kept
 
 
-def classify(session: ModelRun, kept: list[dict], seeds: list[Seed], template: Template) -> dict[str, bool]:
-    """Phase 2: is each kept instruction a classification task? (a model call, as in the paper)"""
+def _trim_to_pool(session: ModelRun, kept: list[dict]) -> set[str]:
+    """Cut instructions.jsonl and rows.jsonl back to the pool replayed so far; the ids kept."""
+    ids = {r["id"] for r in kept}
+    path = session.run.folder / INSTRUCTIONS
+    before = read_jsonl(path)
+    if len(before) != len(kept) or any(r.get("id") not in ids for r in before):
+        write_jsonl_atomic(path, [r for r in before if r.get("id") in ids])
+    session.run.keep_rows(lambda row: (row.get("meta", {}).get("parent_ids") or [None])[0] in ids)
+    return ids
+
+
+def classify_job(record: dict, seeds: list[Seed], template: Template) -> Job:
+    """Phase 2: is this kept instruction a classification task? (a model call, as in the paper)"""
     examples = [{"instruction": s.instruction, "is_classification": s.is_classification}
                 for s in seeds if s.is_classification is not None][:12]
-    sampling = Sampling(temperature=0.0, max_tokens=3)
-    jobs = [Job(r["id"], r, ChatRequest([{"role": "user", "content": template.render(examples=examples, instruction=r["instruction"])}], sampling))
-            for r in kept]
-    decided: dict[str, bool] = {}
-
-    def on_result(job: Job, completion: Completion) -> None:
-        answer = parse_yes_no(completion.text) if completion.ok else None
-        # An unreadable answer means "not classification": input-first instances suit any task.
-        decided[job.id] = bool(answer)
-        job.input["meta"]["is_classification"] = bool(answer)
-        job.input["meta"]["classification_answer"] = completion.text.strip()[:40] if completion.ok else None
-
-    session.call(jobs, on_result, session.progress(len(jobs), unit="classified"))
-    return decided
+    prompt = template.render(examples=examples, instruction=record["instruction"])
+    return Job(record["id"], record, ChatRequest([{"role": "user", "content": prompt}],
+                                                 Sampling(temperature=0.0, max_tokens=3)), stage="classify")
 
 
-def instance_requests(kept: list[dict], seeds: list[Seed], templates: dict[str, Template], cfg: SelfInstructConfig
-                      ) -> list[tuple[Job, Template]]:
-    """Phase 3 requests: few-shot instances from seeds of the same kind (classification or not)."""
-    rng = random.Random(cfg.seed + 1)
-    out = []
-    for record in kept:
-        clf = record["meta"]["is_classification"]
-        same_kind = [s for s in seeds if s.instances and s.is_classification in (None, clf)]
-        pool = same_kind or [s for s in seeds if s.instances]
-        examples = [{"instruction": s.instruction, "instances": s.instances[:3]} for s in rng.sample(pool, min(3, len(pool)))]
-        template = templates["output_first" if clf else "input_first"]
-        prompt = template.render(examples=examples, instruction=record["instruction"])
-        job = Job(record["id"], {"instruction": record["instruction"]},
-                  ChatRequest([{"role": "user", "content": prompt}], cfg.instance_sampling))
-        out.append((job, template))
-    return out
+def instance_job(record: dict, seeds: list[Seed], templates: dict[str, Template], cfg: SelfInstructConfig) -> Job:
+    """Phase 3: few-shot instances from seeds of the same kind (classification or not). The
+    examples are drawn by an RNG of this instruction's own, so arrival order changes nothing."""
+    rng = random.Random(f"{cfg.seed + 1}:{record['id']}")
+    clf = record["meta"]["is_classification"]
+    same_kind = [s for s in seeds if s.instances and s.is_classification in (None, clf)]
+    pool = same_kind or [s for s in seeds if s.instances]
+    examples = [{"instruction": s.instruction, "instances": s.instances[:3]} for s in rng.sample(pool, min(3, len(pool)))]
+    template = templates["output_first" if clf else "input_first"]
+    prompt = template.render(examples=examples, instruction=record["instruction"])
+    return Job(record["id"], {"instruction": record["instruction"]},
+               ChatRequest([{"role": "user", "content": prompt}], cfg.instance_sampling), stage=("instances", template))
 
 
 def instance_rows(record: dict, template: Template, completion: Completion, model: str,
@@ -248,24 +259,32 @@ def instance_rows(record: dict, template: Template, completion: Completion, mode
 
 def self_instruct(session: ModelRun, seeds: list[Seed], templates: dict[str, Template], cfg: SelfInstructConfig,
                   model: str) -> list[dict]:
-    """All three phases into the session's run folder; returns the kept instruction records."""
+    """All three phases into the session's run folder; returns the kept instruction records.
+    Classification and instances stream: an instruction's instance request goes out as soon as
+    it is classified, and its rows are written when the instances land."""
     kept = generate_instructions(session, seeds, templates["generate"], cfg, model)
-    classify(session, kept, seeds, templates["classify"])
-    pairs = instance_requests(kept, seeds, templates, cfg)
-    by_id = {job.id: (record, template) for (job, template), record in zip(pairs, kept)}
-    jobs = [job for job, _ in pairs]
-    session.forget_rejected(jobs)
+    by_id = {r["id"]: r for r in kept}
+    bar = session.progress(len(kept), unit="instruction")
 
-    def build(job: Job, completion: Completion):
-        record, template = by_id[job.id]
-        return instance_rows(record, template, completion, model, cfg)
+    def on_result(job: Job, completion: Completion) -> list[Job]:
+        record = by_id[job.id]
+        if job.stage == "classify":
+            if completion.error:  # never guessed: a re-run asks again
+                session.reject(job.id, Rejection("error", f"classification request: {completion.error}"),
+                               {"instruction": record["instruction"]})
+                bar.update(1)
+                return []
+            answer = parse_yes_no(completion.text)
+            # An unreadable answer means "not classification": input-first instances suit any task.
+            record["meta"]["is_classification"] = bool(answer)
+            record["meta"]["classification_answer"] = completion.text.strip()[:40]
+            following = instance_job(record, seeds, templates, cfg)
+            session.forget_rejected([following])
+            return [following]
+        template = job.stage[1]
+        session.record(job, completion, lambda j, c: instance_rows(record, template, c, model, cfg), reads_truncated=True)
+        bar.update(1)
+        return []
 
-    session.call(jobs, lambda job, completion: session.record(job, completion, build, reads_truncated=True),
-                 session.progress(len(jobs), unit="instruction"))
+    session.stream([classify_job(r, seeds, templates["classify"]) for r in kept], on_result)
     return kept
-
-
-def _read(path: Path) -> list[dict]:
-    from synth.store import read_jsonl_repairing
-
-    return read_jsonl_repairing(path)

@@ -12,6 +12,7 @@ about crashes and money.
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -113,7 +114,12 @@ class ModelRun:
         self.run = Run.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv,
                             rows_name=rows_name)
         try:
-            self.cache = ResponseCache(opts.cache or opts.output / "cache.sqlite")
+            cache_path = opts.cache or opts.output / "cache.sqlite"
+            try:
+                self.cache = ResponseCache(cache_path)
+            except (OSError, sqlite3.Error) as exc:
+                raise SynthError(f"cannot open the response cache {cache_path}: {getattr(exc, 'strerror', None) or exc}; "
+                                 "give a --cache path you can write to") from None
             self.ledger = str(self.run.folder.resolve())  # the ledger's name for this run folder
             self.run.spend = lambda: self.cache.spend(self.ledger)
             # One backend per model spec (e.g. a generator and a separate critic), one cache.

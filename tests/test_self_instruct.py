@@ -287,3 +287,71 @@ def test_end_to_end_on_the_local_model(tmp_path):
     for row in read(out / "rows.jsonl"):
         assert row["instruction"] in {k["instruction"] for k in kept} and row["output"].strip()
     assert (out / "stats.json").exists()
+
+
+def failing_once(fails):
+    """The scripted model, except that requests for which `fails(request)` is true fail (as after
+    their retries) the first time they are asked."""
+    from synth.backends.base import Completion
+
+    respond, seen = scripted_model(), set()
+
+    def reply(request):
+        key = json.dumps(request.messages)
+        if fails(request) and key not in seen:
+            seen.add(key)
+            return Completion("", "error", error="gave up after 6 attempts: HTTP 503: overloaded")
+        return respond(request)
+
+    return reply
+
+
+def test_a_failed_generation_request_stops_the_loop_and_a_rerun_equals_an_uninterrupted_run(tmp_path, scripted_models):
+    reply = failing_once(lambda r: r.sample == 3 and r.messages[-1]["content"].startswith("Come up"))
+    scripted_models(lambda spec: ScriptedBackend(reply, spec="scripted:si"))
+    reference = tmp_path / "reference"
+    args = ("--num", "15", "--requests-per-round", "2")
+    out = tmp_path / "resumed"
+    result = run_si(out, *args)
+    assert result.exit_code == 1, result.output
+    assert [r["id"] for r in read(out / "rejected.jsonl") if r["reason"] == "error"] == ["request-3"]
+    assert "stopped at request 3" in result.output
+    assert run_si(out, *args).exit_code == 0  # the replay retries request 3 and goes on
+    scripted_models(lambda spec: ScriptedBackend(scripted_model(), spec="scripted:si"))
+    assert run_si(reference, *args).exit_code == 0
+    assert read(out / "instructions.jsonl") == read(reference / "instructions.jsonl")
+    by_id = lambda r: r["id"]  # noqa: E731
+    assert sorted(read(out / "rows.jsonl"), key=by_id) == sorted(read(reference / "rows.jsonl"), key=by_id)
+    assert sorted(read(out / "rejected.jsonl"), key=json.dumps) == sorted(read(reference / "rejected.jsonl"), key=json.dumps)
+
+
+def test_a_failed_classification_is_a_recorded_error_and_a_rerun_retries_it(tmp_path, scripted_models):
+    reply = failing_once(lambda r: r.messages[-1]["content"].startswith("Decide whether")
+                         and re.search(r"aged 0\b", r.messages[-1]["content"].rsplit("Task:", 1)[-1]))
+    scripted_models(lambda spec: ScriptedBackend(reply, spec="scripted:si"))
+    out = tmp_path / "si"
+    result = run_si(out, "--num", "6", "--requests-per-round", "1")
+    assert result.exit_code == 1, result.output
+    [failed] = [r for r in read(out / "rejected.jsonl") if r["reason"] == "error"]
+    assert "classification request" in failed["error"] and "aged 0" in failed["input"]["instruction"]
+    assert not any(r["instruction"].endswith("aged 0") for r in read(out / "rows.jsonl"))  # never guessed
+    assert run_si(out, "--num", "6", "--requests-per-round", "1").exit_code == 0
+    assert any(r["instruction"].endswith("aged 0") for r in read(out / "rows.jsonl"))
+    assert all(r["reason"] != "error" for r in read(out / "rejected.jsonl"))
+
+
+def test_a_replay_that_meets_an_uncached_request_trims_the_files_to_the_pool(tmp_path, scripted):
+    out = tmp_path / "si"
+    assert run_si(out, "--num", "10", "--requests-per-round", "1").exit_code == 0
+    kept = read(out / "instructions.jsonl")
+    # An earlier run (older code, or a lost cache) left records the pool would no longer hold.
+    stray = {"id": "stray", "instruction": "Not in the pool", "meta": {}}
+    with (out / "instructions.jsonl").open("a") as handle:
+        handle.write(json.dumps(stray) + "\n")
+    with (out / "rows.jsonl").open("a") as handle:
+        handle.write(json.dumps({"id": "stray-row", "instruction": "Not in the pool", "input": "", "output": "x",
+                                 "meta": {"parent_ids": ["stray"]}}) + "\n")
+    assert run_si(out, "--num", "12", "--requests-per-round", "1").exit_code == 0
+    after = read(out / "instructions.jsonl")
+    assert after[: len(kept)] == kept and "stray" not in {r["id"] for r in after} and len(after) == 12
+    assert "stray-row" not in {r["id"] for r in read(out / "rows.jsonl")}

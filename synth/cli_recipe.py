@@ -62,11 +62,13 @@ def run_recipe(recipe_path, output, report):
     from synth.errors import SynthError
     from synth.export import PREFERENCE_FORMATS
     from synth.recipe import PREFERENCE_STEPS, load_recipe, option_names, resolve, step_argv, step_rows
-    from synth.store import write_json_atomic
+    from synth.store import lock_folder, write_json_atomic
 
     recipe = load_recipe(recipe_path)
     output = output or default_output(recipe.name)
     check_writable(output, "--output")
+    # One recipe run per folder; released however this command ends (click closes its context).
+    click.get_current_context().call_on_close(lock_folder(output).close)
     manifest_path = output / "manifest.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     done = {s["name"]: s for s in previous.get("steps", []) if s.get("status") == "done"}
@@ -97,10 +99,11 @@ def run_recipe(recipe_path, output, report):
         if source is not None and source.is_file() and source.stat().st_size == 0:
             raise SynthError(f"{recipe_path} line {step.line}: step '{step.name}' has no input rows: {source} is empty "
                              f"(see rejected.jsonl beside it for why the previous step kept nothing)")
-        # The recipe changed this step: redo it (the response cache is kept). Not for export, whose
-        # --overwrite means "replace files synth did not write": it replaces its own files anyway.
+        # The recipe changed this step, or an earlier step ran again (so this step's input may hold
+        # other rows): redo it; the response cache makes what is unchanged free. Not for export,
+        # whose --overwrite means "replace files synth did not write": it replaces its own anyway.
         if step.command != "export" and "--overwrite" in option_names(main.commands[step.command]) \
-                and folder.exists() and earlier_argv.get(step.name) not in (None, argv):
+                and folder.exists() and (rerun or earlier_argv.get(step.name) not in (None, argv)):
             argv.append("--overwrite")
         record = {"name": step.name, "command": step.command, "folder": folder.name, "argv": argv,
                   "input": str(source) if source else None}

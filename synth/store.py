@@ -123,9 +123,15 @@ def lock_folder(folder: Path):
     except OSError as exc:
         if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
             raise
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
+        holder = ""
+        for _ in range(100):  # the holder writes its PID just after taking the lock
+            handle.seek(0)
+            holder = handle.read().strip()
+            if holder:
+                break
+            time.sleep(0.01)
         handle.close()
+        holder = holder or "unknown"
         raise SynthError(
             f"{folder} is being written by another synth process (PID {holder}); wait for it to finish "
             "(or stop it), or give another --output"

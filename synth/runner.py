@@ -141,7 +141,7 @@ class ModelRun:
         self.status, self.exit_code = "complete", EXIT_OK
         self.skipped = 0
         self.notes: list[str] = []
-        self._bar: Progress | None = None
+        self._bars: list[Progress] = []
         self._started = time.monotonic()
 
     def begin(self, jobs: list[Job] | None = None) -> None:
@@ -167,8 +167,9 @@ class ModelRun:
         return self.cache.get(request_key(self.spec(job), job.request), job.request.choices is not None) is not None
 
     def progress(self, total: int, initial: int = 0, unit: str = "row") -> "Progress":
-        self._bar = Progress(self, total, initial, unit)
-        return self._bar
+        bar = Progress(self, total, initial, unit)
+        self._bars.append(bar)
+        return bar
 
     # -- the one path to a model ---------------------------------------------------------------
 
@@ -302,8 +303,8 @@ class ModelRun:
             raise
 
     def close(self, duplicates: int = 0) -> Outcome:
-        if self._bar is not None:
-            self._bar.close()
+        for bar in self._bars:
+            bar.close()
         if self.status == "complete" and self.counts["rejected:error"]:
             self.exit_code = EXIT_FAILED_ROWS
         self.run.manifest["cache_hits"] = self.run.manifest.get("cache_hits", 0) + self.counts["cache_hits"]

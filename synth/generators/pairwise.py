@@ -211,7 +211,13 @@ def judge_comparisons(session, comparisons: list[Comparison], texts: dict[str, l
                       cfg: JudgeConfig) -> dict[int, tuple[Verdict, Verdict | None]]:
     """For each comparison (by index): the verdict with i shown first, and with j first."""
     out: dict[int, tuple[Verdict, Verdict | None]] = {}
-    judge_stream(session, comparisons, texts, template, cfg, out.__setitem__)
+    bar = session.progress(len(comparisons), unit="pair")
+
+    def judged(k: int, verdicts: tuple[Verdict, Verdict | None]) -> None:
+        out[k] = verdicts
+        bar.update(1)
+
+    judge_stream(session, comparisons, texts, template, cfg, judged)
     return out
 
 

@@ -99,8 +99,8 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
     """
     from synth.backends import parse_spec
     from synth.constitution import load_constitution
-    from synth.generators.pairwise import (LabelConfig, bias_report, candidate_rows, comparisons_for,
-                                           format_bias_report, judge_comparisons, label as label_rows)
+    from synth.generators.label import LabelConfig, candidate_rows, comparisons_for, label as label_rows
+    from synth.generators.pairwise import bias_report, format_bias_report, judge_comparisons
     from synth.prompts import load_template
     from synth.rows import read_rows
     from synth.runner import ModelRun
@@ -150,7 +150,8 @@ def human_pairs(path: Path):
     """(CandidateRow with [chosen, rejected], human choice 0) from TRL-style prompt/chosen/rejected
     rows or HH-RLHF transcripts ("\\n\\nHuman: ...\\n\\nAssistant: ...")."""
     from synth.errors import SynthError
-    from synth.generators.pairwise import Candidate, CandidateRow
+    from synth.generators.label import CandidateRow
+    from synth.generators.pairwise import Candidate
     from synth.rows import read_rows, stable_id
 
     out = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -28,6 +27,7 @@ from synth.backends import load_backend
 from synth.backends.base import ChatRequest, Completion, StopRun, stream_in_batches
 from synth.cache import ResponseCache, request_key
 from synth.errors import BackendError, SynthError
+from synth.progress import Progress
 from synth.store import ROWS, Run, read_jsonl
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_BACKEND, EXIT_COST_LIMIT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 4, 130, 143
@@ -159,6 +159,11 @@ class ModelRun:
             for job in jobs:
                 if job.id in self.run.rejected_before:
                     self.cache.forget(request_key(self.spec(job), job.request))
+
+    @property
+    def committed_usd(self) -> float:
+        """Spent so far, counting requests in flight (and any a killed run left) at their worst case."""
+        return self._committed
 
     def spec(self, job: Job) -> str:
         return self.backends[job.model or self.default_model].spec
@@ -316,43 +321,6 @@ class ModelRun:
         if self.error:
             click.echo(f"Error: {self.error}", err=True)
         return Outcome(self.status, self.exit_code, self.counts, self.run)
-
-
-class Progress:
-    """A progress bar on a terminal; elsewhere (a log file, CI) a plain line every so often."""
-
-    def __init__(self, session: ModelRun, total: int, initial: int, unit: str):
-        import os
-
-        self.session, self.total, self.n, self.unit = session, total, initial, unit
-        self.interactive = sys.stderr.isatty()
-        self.every = float(os.environ.get("SYNTH_PROGRESS_SECONDS", "30"))
-        self.started = self.last = time.monotonic()
-        self.start_n = initial
-        self.bar = None
-        if session.opts.progress and self.interactive:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit=unit, desc=session.command, file=sys.stderr,
-                            dynamic_ncols=True, smoothing=0.1)
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.monotonic()
-        if self.session.opts.progress and now - self.last >= self.every:
-            self.last = now
-            rate = (self.n - self.start_n) / max(now - self.started, 1e-9)
-            rejected = sum(v for k, v in self.session.counts.items() if k.startswith("rejected:"))
-            print(f"{self.session.command}: {self.n}/{self.total} {self.unit}s, {rejected} rejected, "
-                  f"${self.session._committed:.4f}, {rate:.1f} {self.unit}s/s", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def check_price(model: str, opts: RunOptions):

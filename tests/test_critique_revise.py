@@ -248,3 +248,31 @@ def test_end_to_end_on_the_local_model(tmp_path):
     pref = datasets.load_dataset("json", data_files=str(out / "preference.jsonl"), split="train")
     assert set(pref.column_names) >= {"id", "prompt", "chosen", "rejected"}
     assert all(row["chosen"].strip() and row["chosen"] != row["rejected"] for row in pref)
+
+
+@pytest.mark.parametrize("stage", ["You review", "You rewrite"])
+def test_a_failed_request_at_any_stage_is_an_error_and_a_rerun_retries_it(tmp_path, write_jsonl, scripted_models, stage):
+    from synth.backends.base import Completion
+
+    failing = {"on": True}
+
+    def flaky(model):
+        def reply(request):
+            text = request.messages[-1]["content"]
+            if failing["on"] and "FLAKY" in text and text.startswith(stage):
+                return Completion("", "error", error="gave up after 6 attempts: HTTP 503: overloaded")
+            return model(request)
+        return reply
+
+    scripted_models(lambda spec: ScriptedBackend(flaky(critic_model if "critic" in spec else answer_model), spec=spec))
+    src = write_jsonl([{"prompt": "FLAKY question"}, {"prompt": "a fine question"}])
+    out = tmp_path / "run"
+    result = run_cr(src, out, "--rounds", "2")
+    assert result.exit_code == 1, result.output
+    [rejected] = read(out / "rejected.jsonl")
+    assert rejected["reason"] == "error" and "HTTP 503" in rejected["error"] and "round 1" in rejected["error"]
+    assert [r["prompt"] for r in read(out / "trace.jsonl")] == ["a fine question"]
+    failing["on"] = False
+    result = run_cr(src, out, "--rounds", "2")
+    assert result.exit_code == 0, result.output
+    assert read(out / "rejected.jsonl") == [] and len(read(out / "sft.jsonl")) == 2

@@ -46,7 +46,8 @@ BUSY_TIMEOUT_S = 120  # a shared cache: wait for another run's write rather than
 # cost; the response settles it (actual tokens and cost) in the same transaction that caches it; a
 # request that failed releases it. A reservation never settled (the process was killed with the
 # request in flight) stays counted at its worst case: the books never show less than was billed.
-RESERVED, SPENT, RELEASED = "reserved", "spent", "released"
+# A request that timed out may have been billed: it is kept at its worst case as "unanswered".
+RESERVED, SPENT, RELEASED, UNANSWERED = "reserved", "spent", "released", "unanswered"
 
 
 def request_key(spec: str, request: ChatRequest) -> str:
@@ -108,7 +109,8 @@ class ResponseCache:
 
     def settle(self, reservation: int, key: str, completion: Completion, cost: float, choices: bool = False) -> None:
         """The response and what it cost, in one transaction: cached and charged, or neither.
-        A failed request releases its reservation and caches nothing (a re-run asks again)."""
+        A failed request releases its reservation (unless it timed out: the server may have billed
+        it) and caches nothing (a re-run asks again)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -123,6 +125,8 @@ class ResponseCache:
                     self._db.execute("UPDATE spend SET state = ?, prompt_tokens = ?, completion_tokens = ?, cost = ? "
                                      "WHERE id = ?", (SPENT, completion.prompt_tokens, completion.completion_tokens,
                                                       cost, reservation))
+                elif completion.maybe_billed:
+                    self._db.execute("UPDATE spend SET state = ? WHERE id = ?", (UNANSWERED, reservation))
                 else:
                     self._db.execute("UPDATE spend SET state = ?, cost = 0 WHERE id = ?", (RELEASED, reservation))
                 self._db.execute("COMMIT")

@@ -252,7 +252,8 @@ class ModelRun:
         cost = price.cost(completion.prompt_tokens, completion.completion_tokens) if price and completion.ok else 0.0
         with self._money:
             reservation, worst = self._reservations.pop(id(job))
-            self._committed += cost - worst
+            if not completion.maybe_billed or completion.ok:
+                self._committed += cost - worst
             self.cache.settle(reservation, request_key(self.backends[model].spec, job.request), completion, cost,
                               choices=job.request.choices is not None)
 

@@ -284,3 +284,16 @@ def test_sigterm_while_writing_is_an_interruption(tmp_path, write_jsonl, loopbac
         return
     assert code == 143 and manifest["status"] == "interrupted"
     assert manifest["cost_usd"] >= billed(server, MINI) - 1e-12 > 0
+
+
+def test_a_request_that_timed_out_stays_on_the_books(tmp_path, write_jsonl, loopback):
+    server = loopback(script=["timeout"], timeout_sleep=2.0)  # the server may have done the work
+    out = tmp_path / "run"
+    result = invoke("generate", "--input", write_jsonl([{"prompt": "slow one"}, {"prompt": "fine one"}]),
+                    "--model", f"openai:gpt-4o-mini@{server.url}", "--output", out, "--concurrency", "1",
+                    "--max-retries", "0", "--request-timeout", "0.5")
+    assert result.exit_code == 1, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    [(model, unsettled)] = manifest["unsettled"].items()
+    assert unsettled["requests"] == 1 and unsettled["worst_case_usd"] > 0
+    assert manifest["cost_usd"] >= unsettled["worst_case_usd"] + billed(server, MINI) - 1e-12

@@ -56,6 +56,9 @@ class Completion:
     # For a request with `choices`: log P(choice) per choice; None when the backend or server
     # gives no log-probabilities (callers then ask for a text answer; an `error` is not that).
     logprobs: dict[str, float] | None = None
+    # A failed request the server may still have processed (it timed out rather than answered
+    # with an error): its reserved cost stays on the books.
+    maybe_billed: bool = False
 
     @property
     def ok(self) -> bool:

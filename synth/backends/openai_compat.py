@@ -338,7 +338,7 @@ class OpenAIBackend:
     async def _complete(self, client, request: ChatRequest) -> Completion:
         response, error = await self._request(client, self._params(request))
         if error is not None:
-            return Completion("", "error", error=error)
+            return Completion("", "error", error=error, maybe_billed="APITimeoutError" in error)
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         text = choice.message.content or ""
@@ -355,7 +355,7 @@ class OpenAIBackend:
         params[self._token_param] = 1
         response, error = await self._request(client, params)
         if error is not None:
-            return Completion("", "error", error=error)
+            return Completion("", "error", error=error, maybe_billed="APITimeoutError" in error)
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         out = Completion(choice.message.content or "", choice.finish_reason or "stop",

@@ -28,11 +28,14 @@ class SynthGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         from synth.errors import SynthError
-        from synth.runner import handle_sigterm
+        from synth.runner import EXIT_TERMINATED, Terminated, handle_sigterm
 
         handle_sigterm()  # SIGTERM stops a run like ^C: rows kept, manifest marked interrupted, exit 143
         try:
             return super().invoke(ctx)
+        except Terminated:  # a command with no run folder to mark: just the exit code
+            click.echo("terminated", err=True)
+            raise SystemExit(EXIT_TERMINATED) from None
         except OSError as exc:
             # A path the user chose can't be read or written (permissions, a file where a folder
             # should be, a read-only or full disk): one line, no traceback.

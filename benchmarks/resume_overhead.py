@@ -24,9 +24,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from backend_overhead import start_server  # noqa: E402
 
 from synth.backends import ChatRequest, Completion  # noqa: E402
-from synth.cache import ResponseCache, request_key  # noqa: E402
+from synth.runs.cache import ResponseCache, request_key  # noqa: E402
 from synth.cli import main  # noqa: E402
-from synth.store import Run  # noqa: E402
+from synth.runs.folder import Run  # noqa: E402
 
 
 def timed_run(args: list[str]) -> float:

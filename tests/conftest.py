@@ -65,7 +65,7 @@ def scripted_models(monkeypatch):
     backend); returns {spec: [backends made for it, in order]} to assert on their requests."""
     from collections import defaultdict
 
-    import synth.runner
+    import synth.runs.session
 
     def install(make):
         made = defaultdict(list)
@@ -75,7 +75,7 @@ def scripted_models(monkeypatch):
             made[spec].append(backend)
             return backend
 
-        monkeypatch.setattr(synth.runner, "load_backend", load)
+        monkeypatch.setattr(synth.runs.session, "load_backend", load)
         return made
 
     return install

@@ -7,7 +7,7 @@ import yaml
 from click.testing import CliRunner
 
 from synth.cli import main
-from synth.export import FORMATS, convert
+from synth.export.formats import FORMATS, convert
 
 PREFERENCES = [
     {"id": f"p{i}", "prompt": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": f"Question {i}?"}],

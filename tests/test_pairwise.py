@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from synth.backends import ChatRequest, load_backend
 from synth.backends.scripted import ScriptedBackend
 from synth.cli import main
-from synth.cli_feedback import split_transcripts
+from synth.cli.label import split_transcripts
 from synth.generators.pairwise import (binarize_best_worst, combine, defang, p_first_from_logprobs, parse_verdict)
 
 # -- probabilities and parsing -----------------------------------------------------------------

@@ -131,14 +131,14 @@ def test_recipe_errors_name_the_line_before_any_call(tmp_path, models, change, m
 
 
 def test_shipped_recipes_are_valid():
-    from synth.recipe import load_recipe
+    from synth.cli.recipe import load_recipe
     from synth.resources import data_dir
 
     recipes = data_dir("constitutions").parent / "recipes"
     names = sorted(p.name for p in recipes.glob("*.yaml"))
     assert {"constitutional-dpo.yaml", "self-instruct-sft.yaml", "clean-corpus.yaml"} <= set(names)
     for path in recipes.glob("*.yaml"):
-        assert load_recipe(path).steps
+        assert load_recipe(path, main.commands).steps
 
 
 @pytest.mark.slow

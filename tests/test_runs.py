@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from synth.backends import ChatRequest, Sampling
-from synth.cache import request_key
+from synth.runs.cache import request_key
 from synth.cli import main
 
 

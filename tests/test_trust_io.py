@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from synth.backends.scripted import ScriptedBackend
-from synth.cache import ResponseCache
+from synth.runs.cache import ResponseCache
 from synth.cli import main
 
 
@@ -238,7 +238,7 @@ def test_a_cache_under_a_regular_file_is_one_line_and_exit_2(tmp_path, write_jso
 # -- 8. one writer per folder -------------------------------------------------------------------
 
 def test_a_locked_run_folder_is_refused_naming_the_holder(tmp_path, write_jsonl, loopback):
-    from synth.store import lock_folder
+    from synth.runs.folder import lock_folder
 
     server = loopback()
     src = write_jsonl(prompts(2))

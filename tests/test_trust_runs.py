@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from loopback_server import LoopbackServer
 from synth.cli import main
-from synth.prices import load_prices
+from synth.runs.prices import load_prices
 
 GPT4O, MINI = load_prices()["gpt-4o"], load_prices()["gpt-4o-mini"]
 

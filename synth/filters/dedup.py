@@ -15,19 +15,12 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+from synth.filters.types import Removal
 
 METHODS = ("exact", "minhash", "rouge", "embedding")  # cheapest first
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]+")
-
-
-@dataclass
-class Removal:
-    index: int  # the removed row
-    duplicate_of: int  # the kept row it duplicates
-    method: str
-    similarity: float
 
 
 def normalise(text: str, case: bool = True, whitespace: bool = True, punctuation: bool = True) -> str:

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from synth.filters.dedup import Removal
+from synth.filters.types import Removal
 from synth.filters.embedders import Encoder, load_encoder  # noqa: F401  (re-exported)
 
 # Above this many rows HNSW beats the exact index on time. benchmarks/embedding_index.py, 2 cores,

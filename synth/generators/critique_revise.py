@@ -27,9 +27,9 @@ from synth.constitution import Constitution, Principle, row_rng, sample_principl
 from synth.parsing import clean_model_text, is_refusal_to_revise
 from synth.prompts import Template
 from synth.rows import InputRow, row_messages, stable_id
-from synth.runner import Job, ModelRun, Rejection
+from synth.runs.session import Job, ModelRun, Rejection
 from synth.errors import SynthError
-from synth.store import read_jsonl, write_jsonl_atomic
+from synth.runs.folder import read_jsonl, write_jsonl_atomic
 
 GENERATOR = "critique-revise"
 VIEWS = ("sft.jsonl", "preference.jsonl")

@@ -134,7 +134,7 @@ def label(session, rows: list[CandidateRow], constitution: Constitution, templat
 def _pair_results(session, row: CandidateRow, judged: list) -> dict:
     """{(i, j): the pair's combined score and its evidence}; failed or unreadable pairs rejected."""
     from synth.rows import stable_id
-    from synth.runner import Rejection
+    from synth.runs.session import Rejection
 
     by_pair: dict[tuple[int, int], list] = {}
     for c, verdicts in judged:
@@ -165,7 +165,7 @@ def _pair_results(session, row: CandidateRow, judged: list) -> dict:
 def _write_pairs(session, row: CandidateRow, results: dict, cfg: LabelConfig, constitution: Constitution,
                  model_meta: dict) -> None:
     from synth.rows import stable_id
-    from synth.runner import Rejection
+    from synth.runs.session import Rejection
 
     chosen_pairs = list(results)
     if cfg.binarize == "best-worst" and results:

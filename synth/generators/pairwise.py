@@ -156,7 +156,7 @@ def judge_stream(session, comparisons: list[Comparison], texts: dict[str, list[s
     reasoning (CoT) to the letter's log-probabilities to, where there are none, a text answer as
     soon as its request lands; `on_judged(k, (i first, j first))` runs once both orders are in.
     A failed request gives a Verdict with source "error": never a text fallback, never a guess."""
-    from synth.runner import Job
+    from synth.runs.session import Job
 
     orders = [0, 1] if cfg.swap else [0]
     verdicts: dict[int, list] = {k: [None] * len(orders) for k in range(len(comparisons))}

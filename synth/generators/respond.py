@@ -52,7 +52,7 @@ def respond_candidates(session, prepared: list[tuple[str, InputRow, list]], vari
     left with fewer than `min_candidates` goes to rejected.jsonl, and so does a prompt whose request
     failed (reason `error`: a re-run asks again). A row is written as soon as its last candidate lands.
     """
-    from synth.runner import Job, Rejection
+    from synth.runs.session import Job, Rejection
 
     todo = [p for p in prepared if p[0] not in session.run.done]
     bar = session.progress(len(prepared), initial=len(prepared) - len(todo))

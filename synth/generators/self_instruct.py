@@ -30,8 +30,8 @@ from synth.filters.heuristics import InstructionHeuristics
 from synth.parsing import parse_instances, parse_numbered_list, parse_yes_no
 from synth.prompts import Template
 from synth.rows import read_rows, stable_id
-from synth.runner import Job, ModelRun, Rejection
-from synth.store import read_jsonl, write_jsonl_atomic
+from synth.runs.session import Job, ModelRun, Rejection
+from synth.runs.folder import read_jsonl, write_jsonl_atomic
 
 GENERATOR = "self-instruct"
 INSTRUCTIONS = "instructions.jsonl"

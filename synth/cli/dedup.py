@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from synth.cli import default_output, main
+from synth.cli.options import default_output
 
 
-@main.command()
+@click.command()
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="JSONL, Parquet, or a HF dataset folder (save_to_disk).")
 @click.option("--output", type=click.Path(path_type=Path), help="Output folder.  [default: outputs/dedup-<timestamp>]")
@@ -61,7 +61,7 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
     from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
     from synth.errors import SynthError
     from synth.filters.dedup import METHODS, deduplicate
-    from synth.store import write_json_atomic
+    from synth.runs.folder import write_json_atomic
 
     methods = [m.strip() for m in method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -101,7 +101,7 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
                    embedding_threshold=embedding_threshold, vector_cache=cache, index_kind=index_kind,
                    case=not keep_case, punctuation=not keep_punctuation)
     if engine == "ray":
-        from synth.ray_engine import ray_deduplicate
+        from synth.filters.ray_engine import ray_deduplicate
 
         removals = ray_deduplicate(texts, methods, order, encoder_spec=embedder, **options)
     else:

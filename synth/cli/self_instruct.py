@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from synth.cli import EXIT_CODES, main, make_run_options, run_options
+from synth.cli.options import EXIT_CODES, make_run_options, run_options
 
-@main.command("self-instruct", epilog=EXIT_CODES)
+@click.command("self-instruct", epilog=EXIT_CODES)
 @click.option("--seeds", "seeds_path", required=True, type=click.Path(path_type=Path),
               help="Seed tasks: Self-Instruct's JSONL (instruction, instances, is_classification), any JSONL with an 'instruction', or a .txt list.")
 @click.option("--num", type=click.IntRange(1), default=100, show_default=True, help="Instructions to keep.")
@@ -52,7 +52,7 @@ def self_instruct_command(seeds_path, num, max_requests, per_request, requests_p
     from synth.generators.self_instruct import GENERATOR, SelfInstructConfig, load_seeds, self_instruct
     from synth.prompts import load_template
     from synth.rows import stable_id
-    from synth.runner import ModelRun
+    from synth.runs.session import ModelRun
 
     opts = make_run_options("self-instruct", kw)
     parse_spec(model)
@@ -99,8 +99,8 @@ def self_instruct_command(seeds_path, num, max_requests, per_request, requests_p
 
 def self_instruct_dry_run(seeds, templates, cfg, model, opts) -> str:
     from synth.backends import ChatRequest
-    from synth.prices import estimate_prompt_tokens
-    from synth.runner import check_price
+    from synth.runs.prices import estimate_prompt_tokens
+    from synth.runs.session import check_price
 
     tasks = [s.instruction for s in seeds[:8]]
     prompt = estimate_prompt_tokens(ChatRequest([{"role": "user", "content": templates["generate"].render(
@@ -117,8 +117,8 @@ def self_instruct_dry_run(seeds, templates, cfg, model, opts) -> str:
 
 
 def write_self_instruct_stats(session, seeds) -> str:
-    from synth.stats import format_stats, instruction_stats
-    from synth.store import read_jsonl, write_json_atomic
+    from synth.analysis.stats import format_stats, instruction_stats
+    from synth.runs.folder import read_jsonl, write_json_atomic
 
     folder = session.run.folder
     session.run.flush()

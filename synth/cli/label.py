@@ -7,65 +7,11 @@ from pathlib import Path
 
 import click
 
-from synth.cli import EXIT_CODES, main, make_run_options, run_options
-from synth.cli_constitution import resolve_constitution
+from synth.cli.options import EXIT_CODES, make_run_options, run_options
+from synth.cli.critique_revise import resolve_constitution
 
 
-@main.command(epilog=EXIT_CODES)
-@click.option("--prompts", "prompts_path", required=True, type=click.Path(path_type=Path),
-              help="JSONL with a 'prompt' or 'messages' per row (or a .txt file).")
-@click.option("--model", "models", multiple=True, default=["local"], show_default=True,
-              help="Model spec; repeat for several models (each gives --n samples per temperature).")
-@click.option("--temperature", "temperatures", type=click.FloatRange(0, 2), multiple=True, default=[0.9], show_default=True,
-              help="Sampling temperature; repeat for several.")
-@click.option("--n", type=click.IntRange(1, 64), default=2, show_default=True, help="Samples per model and temperature.")
-@click.option("--field", help="Read the prompt from this field instead of 'messages'/'prompt'.")
-@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@run_options("respond", model_option=False)
-def respond(prompts_path, models, temperatures, n, field, max_tokens, seed, **kw):
-    """K candidate responses per prompt, to be judged by `synth label`.
-
-    \b
-    Example:
-      synth respond --prompts p.jsonl --model local --model openai:gpt-4o-mini --n 2 --output outputs/cands
-
-    One row per prompt with `candidates`: distinct samples, each with its model, sampling
-    parameters and sample index. Cut-off, empty or failed samples are left out; a prompt with
-    fewer than two usable candidates goes to rejected.jsonl.
-    """
-    from synth.backends import Sampling, parse_spec
-    from synth.generators.respond import prepare_requests, respond_candidates
-    from synth.rows import read_rows
-    from synth.runner import ModelRun
-
-    opts = make_run_options("respond", kw)
-    for spec in models:
-        parse_spec(spec)
-    rows = read_rows(prompts_path)
-    prepared = [(row_id, row, request.messages) for row_id, row, request in
-                prepare_requests(rows, prompts_path, Sampling(), field=field)]
-    prepared = list({p[0]: p for p in prepared}.values())
-    prepared = prepared[: opts.limit] if opts.limit else prepared
-    variants = [(m, Sampling(temperature=t, max_tokens=max_tokens, seed=seed)) for m in models for t in temperatures]
-    identity = {"input": str(Path(prompts_path).resolve()), "models": list(models), "temperatures": list(temperatures),
-                "n": n, "max_tokens": max_tokens, "seed": seed, "field": field}
-    if opts.dry_run:
-        click.echo(f"respond (dry run, no model called): {len(prepared)} prompts x {len(variants)} variants x {n} "
-                   f"samples = {len(prepared) * len(variants) * n} requests, at most "
-                   f"{len(prepared) * len(variants) * n * max_tokens:,} completion tokens")
-        return
-    session = ModelRun("respond", identity, {**identity, "input_rows": len(rows)}, list(models), opts)
-    session.skipped = sum(1 for p in prepared if p[0] in session.run.done)
-    session.begin()
-    with session.stopping():
-        respond_candidates(session, prepared, variants, n)
-    outcome = session.close()
-    if outcome.exit_code:
-        raise SystemExit(outcome.exit_code)
-
-
-@main.command(epilog=EXIT_CODES)
+@click.command(epilog=EXIT_CODES)
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="Candidates (from `synth respond`), or pairs with prompt/chosen/rejected (e.g. preference.jsonl).")
 @click.option("--constitution", "constitution_path", default="harmless", show_default=True,
@@ -103,8 +49,8 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
     from synth.generators.pairwise import bias_report, format_bias_report, judge_comparisons
     from synth.prompts import load_template
     from synth.rows import read_rows
-    from synth.runner import ModelRun
-    from synth.store import write_json_atomic
+    from synth.runs.session import ModelRun
+    from synth.runs.folder import write_json_atomic
 
     opts = make_run_options("label", kw)
     parse_spec(judge)
@@ -186,7 +132,7 @@ def split_transcripts(chosen: str, rejected: str) -> tuple[str | None, str, str]
     return prompt, chosen[len(prefix):].strip(), rejected[len(prefix):].strip()
 
 
-@main.command("eval-judge", epilog=EXIT_CODES)
+@click.command("eval-judge", epilog=EXIT_CODES)
 @click.option("--pairs", "pairs_path", required=True, type=click.Path(path_type=Path),
               help="Human-labeled pairs: prompt/chosen/rejected (TRL), or HH-RLHF chosen/rejected transcripts.")
 @click.option("--judge", default="local", show_default=True, help="Model spec of the judge.")
@@ -207,8 +153,8 @@ def eval_judge(pairs_path, judge, constitution_path, cot, seed, prompts_dir, **k
     from synth.constitution import Constitution, Principle, load_constitution
     from synth.generators.pairwise import Comparison, JudgeConfig, bias_report, format_bias_report, judge_comparisons
     from synth.prompts import load_template
-    from synth.runner import ModelRun
-    from synth.store import write_json_atomic
+    from synth.runs.session import ModelRun
+    from synth.runs.folder import write_json_atomic
 
     opts = make_run_options("eval-judge", kw)
     parse_spec(judge)
@@ -252,7 +198,7 @@ def eval_judge(pairs_path, judge, constitution_path, cot, seed, prompts_dir, **k
 def reject_failed(session, comparisons, verdicts) -> None:
     """A comparison whose request failed is a failure (exit 1, retried by a re-run), not a verdict."""
     from synth.generators.pairwise import failed
-    from synth.runner import Rejection
+    from synth.runs.session import Rejection
 
     for k, c in enumerate(comparisons):
         error = failed(verdicts[k]) if k in verdicts else None

@@ -25,10 +25,10 @@ import click
 
 from synth.backends import load_backend
 from synth.backends.base import ChatRequest, Completion, StopRun, stream_in_batches
-from synth.cache import ResponseCache, request_key
+from synth.runs.cache import ResponseCache, request_key
 from synth.errors import BackendError, SynthError
-from synth.progress import Progress
-from synth.store import ROWS, Run, read_jsonl
+from synth.runs.progress import Progress
+from synth.runs.folder import ROWS, Run, read_jsonl
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_BACKEND, EXIT_COST_LIMIT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 4, 130, 143
 
@@ -233,7 +233,7 @@ class ModelRun:
 
     def _admit(self, model: str, job: Job) -> None:
         """Reserve the request's worst-case cost in the ledger before it is sent, or refuse it."""
-        from synth.prices import worst_case_tokens
+        from synth.runs.prices import worst_case_tokens
 
         price = self.prices[model]
         prompt, completion = worst_case_tokens(job.request)
@@ -326,7 +326,7 @@ class ModelRun:
 
 def check_price(model: str, opts: RunOptions):
     """The model's price (None when unknown); refuse a cost limit we could not enforce."""
-    from synth.prices import load_prices, price_for
+    from synth.runs.prices import load_prices, price_for
 
     price = price_for(model, load_prices(opts.prices))
     if opts.max_cost_usd is not None and price is None:
@@ -384,7 +384,7 @@ def row_or_rejection(job: Job, completion: Completion, build_row: BuildRow, keep
 
 
 def dry_run_report(command: str, jobs: list[Job], todo: list[Job], model: str, price, duplicates: int) -> str:
-    from synth.prices import estimate_prompt_tokens
+    from synth.runs.prices import estimate_prompt_tokens
 
     prompt = sum(estimate_prompt_tokens(j.request) for j in todo)
     completion = sum(j.request.sampling.max_tokens for j in todo)

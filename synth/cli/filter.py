@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli import default_output, main
+from synth.cli.options import default_output
 
 RESPONSE_FIELDS = ("output", "completion", "response", "answer", "chosen")
 
@@ -46,7 +46,7 @@ def read_word_list(value: str | None) -> tuple[str, ...]:
     return tuple(w.strip() for w in value.split(",") if w.strip())
 
 
-@main.command(name="filter")
+@click.command(name="filter")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="JSONL, Parquet, or a HF dataset folder (save_to_disk).")
 @click.option("--output", type=click.Path(path_type=Path), help="Output folder.  [default: outputs/filter-<timestamp>]")
@@ -86,7 +86,7 @@ def filter_command(input_path, output, field, template, output_field, min_words,
     from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
     from synth.errors import SynthError
     from synth.filters.quality import QualityFilter
-    from synth.store import write_json_atomic
+    from synth.runs.folder import write_json_atomic
 
     if max_words is not None and max_words < min_words:
         raise SynthError(f"--max-words {max_words} is below --min-words {min_words}")
@@ -102,7 +102,7 @@ def filter_command(input_path, output, field, template, output_field, min_words,
     texts = [row_text(row, line, input_path, field, template).strip() for row, line in zip(rows, lines)]
     responses = [row_response(row, output_field) for row in rows]
     if engine == "ray":
-        from synth.ray_engine import ray_filter_reasons
+        from synth.filters.ray_engine import ray_filter_reasons
 
         found = ray_filter_reasons(texts, responses, quality)
     else:

@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from synth.errors import SynthError
-from synth.filters.dedup import Removal, exact_key
+from synth.filters.dedup import exact_key
+from synth.filters.types import Removal
 
 BLOCK_ROWS = 4096
 

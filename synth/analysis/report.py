@@ -16,7 +16,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from synth.store import read_jsonl
+from synth.runs.folder import read_jsonl
 
 SAMPLE_ROWS = 5
 CHECK_SCRIPT = """<script>

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli import default_output, main
+from synth.cli.options import default_output
 
 
 def embedding_options(command):
@@ -45,7 +45,7 @@ def corpus_vectors(path: Path, field, template, embedder, vector_cache):
     return rows, texts, vectors, form
 
 
-@main.command()
+@click.command()
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="JSONL, Parquet, or a HF dataset folder (save_to_disk).")
 @click.option("--n", "n", required=True, type=click.IntRange(1), help="How many rows to keep.")
@@ -71,7 +71,7 @@ def select(input_path, n, output, per_cluster, clusters, seed, field, template, 
 
     from synth.corpus import write_corpus
     from synth.filters.diversity import kmeans_labels, select_diverse
-    from synth.store import write_json_atomic
+    from synth.runs.folder import write_json_atomic
 
     started = time.monotonic()
     rows, texts, vectors, form = corpus_vectors(input_path, field, template, embedder, vector_cache)
@@ -94,7 +94,7 @@ def select(input_path, n, output, per_cluster, clusters, seed, field, template, 
                + f"\n  -> {written}")
 
 
-@main.command()
+@click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--seeds", "seeds_path", type=click.Path(exists=True, path_type=Path),
               help="Seed tasks to measure ROUGE-L against.  [default: a run folder's own seeds]")
@@ -116,7 +116,7 @@ def stats(paths, seeds_path, diversity, clusters, field, template, embedder, vec
     its nearest neighbour (mean and histogram: lower is more diverse), distinct-1/2 (share of
     distinct word uni- and bigrams) and the sizes of k-means clusters; with two paths, side by side.
     """
-    from synth.stats import diversity_table, format_stats
+    from synth.analysis.stats import diversity_table, format_stats
 
     results = []
     for path in paths:
@@ -140,8 +140,8 @@ def stats(paths, seeds_path, diversity, clusters, field, template, embedder, vec
 
 def dataset_stats(path: Path, seeds_path: Path | None) -> dict:
     from synth.generators.self_instruct import load_seeds
-    from synth.stats import instruction_stats
-    from synth.store import read_jsonl
+    from synth.analysis.stats import instruction_stats
+    from synth.runs.folder import read_jsonl
 
     rejected, kept = [], None
     if path.is_dir() and (path / "rows.jsonl").exists():  # a run folder

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli import EXIT_CODES, main, make_run_options, run_options
+from synth.cli.options import EXIT_CODES, make_run_options, run_options
 
 def resolve_constitution(value: str) -> Path:
     """A constitution file path, or the name of a shipped one ("harmless")."""
@@ -18,7 +18,7 @@ def resolve_constitution(value: str) -> Path:
     return data_dir("constitutions") / f"{value}.yaml"
 
 
-@main.command("critique-revise", epilog=EXIT_CODES)
+@click.command("critique-revise", epilog=EXIT_CODES)
 @click.option("--prompts", "prompts_path", required=True, type=click.Path(path_type=Path),
               help="JSONL with a 'prompt' or 'messages' per row (or a .txt file, one prompt per line).")
 @click.option("--constitution", "constitution_path", default="harmless", show_default=True,
@@ -53,7 +53,7 @@ def critique_revise_command(prompts_path, constitution_path, critic, rounds, fie
     from synth.generators.critique_revise import GENERATOR, CritiqueReviseConfig, critique_revise, prepare_rows
     from synth.prompts import load_template
     from synth.rows import read_rows
-    from synth.runner import ModelRun
+    from synth.runs.session import ModelRun
 
     opts = make_run_options("critique-revise", kw)
     critic = critic or model
@@ -94,8 +94,8 @@ def critique_revise_command(prompts_path, constitution_path, critic, rounds, fie
 
 def critique_revise_dry_run(prepared, constitution, templates, cfg, opts) -> str:
     from synth.backends import ChatRequest
-    from synth.prices import estimate_prompt_tokens
-    from synth.runner import check_price
+    from synth.runs.prices import estimate_prompt_tokens
+    from synth.runs.session import check_price
 
     examples = [e.__dict__ for e in constitution.examples]
     principle = constitution.principles[0]
@@ -117,7 +117,7 @@ def critique_revise_dry_run(prepared, constitution, templates, cfg, opts) -> str
     return "\n".join(lines)
 
 
-@main.group()
+@click.group()
 def constitution() -> None:
     """Check and inspect constitution files (YAML principles)."""
 

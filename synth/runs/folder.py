@@ -3,7 +3,7 @@
     DIR/rows.jsonl       one JSON object per finished row, appended (and flushed) as it completes
     DIR/rejected.jsonl   rows a step dropped: {"id", "reason", "error"?, "input", ...}
     DIR/manifest.json    what ran, with what, and what it cost; rewritten atomically
-    DIR/cache.sqlite     raw model responses (see synth.cache)
+    DIR/cache.sqlite     raw model responses (see synth.runs.cache)
 
 Re-running the same command into the same folder resumes it: rows already in rows.jsonl are
 skipped. A crash can leave at most a torn last line, which the folder's writer cuts off on open;
@@ -172,7 +172,7 @@ class Run:
     done: set[str] = field(default_factory=set)  # ids already in rows.jsonl
     rejected_before: dict[str, dict] = field(default_factory=dict)  # id -> its rejected.jsonl record
     counts: Counter = field(default_factory=Counter)
-    spend: Callable[[], dict] | None = None  # {model: totals} from the spend ledger (synth.cache)
+    spend: Callable[[], dict] | None = None  # {model: totals} from the spend ledger (synth.runs.cache)
     _lock: Any = None
     _rows: Any = None
     _rejected: Any = None

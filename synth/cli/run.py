@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli import default_output, main
+from synth.cli.options import default_output
 
 # exit codes of a step that still leave usable rows: 0 (all rows), 1 (some requests failed after
 # retries). A step that exited 1 is recorded "partial", not "done": the recipe goes on with its
@@ -20,7 +20,7 @@ STATUS = {0: "done", 1: "partial"}
 def run_step(argv: list[str]) -> int:
     """One synth command in this process; its exit code."""
     try:
-        main.main(args=argv, prog_name="synth", standalone_mode=False)
+        click.get_current_context().find_root().command.main(args=argv, prog_name="synth", standalone_mode=False)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     except click.exceptions.Exit as exc:
@@ -38,7 +38,7 @@ def run_step(argv: list[str]) -> int:
     return 0
 
 
-@main.command(name="run")
+@click.command(name="run")
 @click.argument("recipe_path", type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), help="The run folder.  [default: outputs/<recipe name>-<timestamp>]")
 @click.option("--report/--no-report", default=True, show_default=True, help="Write report.html when the run ends.")
@@ -60,9 +60,9 @@ def run_recipe(recipe_path, output, report):
     """
     from synth.corpus import check_writable
     from synth.errors import SynthError
-    from synth.export import PREFERENCE_FORMATS
-    from synth.recipe import PREFERENCE_STEPS, load_recipe, option_names, resolve, step_argv, step_rows
-    from synth.store import lock_folder, write_json_atomic
+    from synth.export.formats import PREFERENCE_FORMATS
+    from synth.cli.recipe import PREFERENCE_STEPS, load_recipe, option_names, resolve, step_argv, step_rows
+    from synth.runs.folder import lock_folder, write_json_atomic
 
     recipe = load_recipe(recipe_path)
     output = output or default_output(recipe.name)
@@ -76,7 +76,6 @@ def run_recipe(recipe_path, output, report):
     rerun = False  # once a step runs again, every later step does too: its input changed
     manifest = {"command": "run", "recipe": str(recipe_path), "name": recipe.name, "steps": [],
                 "started_at": previous.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S")}
-    rows_of: dict[str, Path] = {}
     folders: dict[str, tuple[str, Path]] = {}
     last: str | None = None
     exports: list[str] = []
@@ -102,7 +101,7 @@ def run_recipe(recipe_path, output, report):
         # The recipe changed this step, or an earlier step ran again (so this step's input may hold
         # other rows): redo it; the response cache makes what is unchanged free. Not for export,
         # whose --overwrite means "replace files synth did not write": it replaces its own anyway.
-        if step.command != "export" and "--overwrite" in option_names(main.commands[step.command]) \
+        if step.command != "export" and "--overwrite" in option_names(click.get_current_context().find_root().command.commands[step.command]) \
                 and folder.exists() and (rerun or earlier_argv.get(step.name) not in (None, argv)):
             argv.append("--overwrite")
         record = {"name": step.name, "command": step.command, "folder": folder.name, "argv": argv,
@@ -144,7 +143,7 @@ def run_recipe(recipe_path, output, report):
         lines = [f"recipe {recipe.name}: {len(recipe.steps)} steps done -> {output}"]
     lines += [f"  {path}" for path in exports]
     if report:
-        from synth.report import write_report
+        from synth.analysis.report import write_report
 
         lines.append(f"  report: {write_report(output)}")
     if partial:
@@ -154,7 +153,7 @@ def run_recipe(recipe_path, output, report):
         raise SystemExit(1)  # as a single command: 1 = some requests failed, re-run to retry them
 
 
-@main.command(name="report")
+@click.command(name="report")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--embedder", default="minilm", show_default=True,
               help="Encoder for the diversity plots: 'minilm', 'static', or a local model folder.")
@@ -166,6 +165,6 @@ def report_command(run_dir, embedder):
     2-D projection coloured by step), tokens and cost per step, and sample rows side by side.
     Plots are embedded PNGs: the file opens offline and can be mailed as is.
     """
-    from synth.report import write_report
+    from synth.analysis.report import write_report
 
     click.echo(f"report: {write_report(run_dir, embedder)}")

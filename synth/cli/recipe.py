@@ -61,10 +61,13 @@ def _plain(node: yaml.Node) -> Any:
     return yaml.safe_load(yaml.serialize(node))
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Parse and check a recipe; every error names `path` and the line."""
-    from synth.cli import main
+def load_recipe(path: Path, commands: dict | None = None) -> Recipe:
+    """Parse and check a recipe against the CLI's `commands` (name -> click command; the whole
+    `synth` group's when None); every error names `path` and the line."""
+    if commands is None:
+        import click
 
+        commands = click.get_current_context().find_root().command.commands
     if not path.is_file():
         raise SynthError(f"{path}: no such recipe file")
     try:
@@ -100,7 +103,7 @@ def load_recipe(path: Path) -> Recipe:
         if name in names:
             name = f"{name}-{len(names) + 1}"
         names.append(name)
-        known = option_names(main.commands[command])
+        known = option_names(commands[command])
         options, lines = {}, {}
         for key, (value, key_line) in items.items():
             if key in RESERVED:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import click
 
-from synth.cli import main
 from synth.errors import SynthError
-from synth.export import FORMATS, PREFERENCE_FORMATS
+from synth.export.formats import FORMATS, PREFERENCE_FORMATS
 
 
 def input_rows(source: Path, fmt: str) -> list[tuple[dict, str]]:
@@ -72,7 +71,7 @@ def place_card(folder: Path, name: str, overwrite: bool) -> tuple[Path, str | No
     """(where the card goes, a note when that is not README.md). synth export never replaces a
     README.md it did not write, nor the card of another export into the same folder: the card
     then goes to NAME.README.md beside the data."""
-    from synth.dataset_card import synth_card
+    from synth.export.card import synth_card
 
     readme = folder / "README.md"
     if not readme.exists() or overwrite:
@@ -91,7 +90,7 @@ def place_card(folder: Path, name: str, overwrite: bool) -> tuple[Path, str | No
 def check_not_foreign(paths: list[Path], folder: Path, name: str, overwrite: bool) -> None:
     """An existing data file may be replaced only if a synth card beside it lists it (an earlier
     export wrote it), or with --overwrite."""
-    from synth.dataset_card import card_data_files, synth_card
+    from synth.export.card import card_data_files, synth_card
 
     if overwrite:
         return
@@ -104,7 +103,7 @@ def check_not_foreign(paths: list[Path], folder: Path, name: str, overwrite: boo
 
 def check_folder_not_foreign(folder: Path, overwrite: bool) -> None:
     """A folder destination (HF save_to_disk) that exists with content must be an earlier export's."""
-    from synth.dataset_card import synth_card
+    from synth.export.card import synth_card
 
     if overwrite or not folder.exists():
         return
@@ -153,7 +152,7 @@ def push_to_hub(repo: str, splits: dict[str, list[dict]], card: str, stage: Path
                          f"staged in {stage}") from None
 
 
-@main.command(name="export")
+@click.command(name="export")
 @click.option("--input", "source", required=True, type=click.Path(path_type=Path),
               help="A run folder (its preference/SFT view or rows) or a JSONL/Parquet/HF dataset in any supported shape.")
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="The trainer format to write.")
@@ -201,8 +200,8 @@ def export_command(source, fmt, dest, conversational, split, seed, shuffle, syst
     export's card) is left alone, the card going to NAME.README.md instead.
     """
     from synth.corpus import cannot_write
-    from synth.dataset_card import render_card, run_manifest
-    from synth.export import convert
+    from synth.export.card import render_card, run_manifest
+    from synth.export.formats import convert
 
     if dest.startswith("hub:") and "/" not in dest[4:]:
         raise SynthError(f"--to {dest}: give hub:ORG/NAME")

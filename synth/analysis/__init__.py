@@ -1,0 +1,1 @@
+"""Read-only consumers of run folders: statistics and the HTML report."""

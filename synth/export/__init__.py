@@ -1,0 +1,1 @@
+"""Trainer formats, file and Hub writers, and the dataset card."""

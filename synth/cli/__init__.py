@@ -22,6 +22,7 @@ from synth.cli.label import eval_judge, label
 from synth.cli.run import report_command, run_recipe
 from synth.cli.select import select, stats
 from synth.cli.self_instruct import self_instruct_command
+from synth.errors import SynthError
 
 USER_FIXABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS, errno.ENOSPC)
 
@@ -32,7 +33,6 @@ class SynthGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
-        from synth.errors import SynthError
         from synth.runs.session import EXIT_TERMINATED, Terminated, handle_sigterm
 
         handle_sigterm()  # SIGTERM stops a run like ^C: rows kept, manifest marked interrupted, exit 143
@@ -41,13 +41,20 @@ class SynthGroup(click.Group):
         except Terminated:  # a command with no run folder to mark: just the exit code
             click.echo("terminated", err=True)
             raise SystemExit(EXIT_TERMINATED) from None
+        except SynthError as exc:
+            fail(exc)
         except OSError as exc:
             # A path the user chose can't be read or written (permissions, a file where a folder
             # should be, a read-only or full disk): one line, no traceback.
             if exc.filename is None or exc.errno not in USER_FIXABLE_ERRNOS:
                 raise
-            raise SynthError(f"{exc.filename}: {exc.strerror}; check the path and its permissions, "
-                             "or choose another one") from None
+            fail(SynthError(f"{exc.filename}: {exc.strerror}; check the path and its permissions, or choose another one"))
+
+
+def fail(exc: SynthError) -> None:
+    """A user-fixable error: one line on stderr, then its exit code."""
+    click.echo(f"Error: {exc.message}", err=True)
+    raise SystemExit(exc.exit_code)
 
 
 @click.group(cls=SynthGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli.options import EXIT_CODES, make_run_options, run_options
+from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
 
 def resolve_constitution(value: str) -> Path:
     """A constitution file path, or the name of a shipped one ("harmless")."""
@@ -88,8 +88,7 @@ def critique_revise_command(prompts_path, constitution_path, critic, rounds, fie
     folder = session.run.folder
     session.notes.append(f"  SFT: {folder / 'sft.jsonl'}\n  preference: {folder / 'preference.jsonl'}")
     outcome = session.close()
-    if outcome.exit_code:
-        raise SystemExit(outcome.exit_code)
+    print_outcome(outcome)
 
 
 def critique_revise_dry_run(prepared, constitution, templates, cfg, opts) -> str:

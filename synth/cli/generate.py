@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli.options import EXIT_CODES, make_run_options, run_options
+from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
 
 
 @click.command(epilog=EXIT_CODES)
@@ -55,8 +55,7 @@ def generate(input_path, field, system, temperature, top_p, max_tokens, seed, mo
         return response_row(job.id, job.input, job.request, completion, model)
 
     outcome = execute(GENERATOR, identity, config, jobs, model, build_row, opts)
-    if outcome.exit_code:
-        raise SystemExit(outcome.exit_code)
+    print_outcome(outcome)
 
 
 @click.command(epilog=EXIT_CODES)
@@ -109,5 +108,4 @@ def respond(prompts_path, models, temperatures, n, field, max_tokens, seed, **kw
     with session.stopping():
         respond_candidates(session, prepared, variants, n)
     outcome = session.close()
-    if outcome.exit_code:
-        raise SystemExit(outcome.exit_code)
+    print_outcome(outcome)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli.options import EXIT_CODES, make_run_options, run_options
+from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
 from synth.cli.critique_revise import resolve_constitution
 
 
@@ -88,8 +88,7 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
         else:
             label_rows(session, rows, constitution, template, cfg, {"constitution_path": constitution.path})
     outcome = session.close()
-    if outcome.exit_code:
-        raise SystemExit(outcome.exit_code)
+    print_outcome(outcome)
 
 
 def human_pairs(path: Path):
@@ -190,9 +189,8 @@ def eval_judge(pairs_path, judge, constitution_path, cot, seed, prompts_dir, **k
         session.notes.append(format_bias_report(report))
     outcome = session.close()
     if report is not None:
-        click.echo(json.dumps({"agreement_with_human": report.get("agreement_with_human")}))
-    if outcome.exit_code:
-        raise SystemExit(outcome.exit_code)
+        outcome.summary += "\n" + json.dumps({"agreement_with_human": report.get("agreement_with_human")})
+    print_outcome(outcome)
 
 
 def reject_failed(session, comparisons, verdicts) -> None:

@@ -65,3 +65,13 @@ re-run to retry them); 2 bad input or options, or the run folder is in use; 3 th
 model backend can't be used or went down mid-run (re-run to resume); 4 stopped by
 --max-cost-usd; 130 interrupted (^C); 143 terminated (SIGTERM). Every finished row
 is kept in all cases."""
+
+
+def print_outcome(outcome) -> None:
+    """Print a run's summary (stdout) and any backend error (stderr); exit with its code."""
+    if outcome.summary:
+        click.echo(outcome.summary)
+    if outcome.error:
+        click.echo(f"Error: {outcome.error}", err=True)
+    if outcome.exit_code:
+        raise SystemExit(outcome.exit_code)

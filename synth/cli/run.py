@@ -18,23 +18,16 @@ STATUS = {0: "done", 1: "partial"}
 
 
 def run_step(argv: list[str]) -> int:
-    """One synth command in this process; its exit code."""
+    """One synth command in this process; its exit code (its own errors are printed by the group)."""
     try:
         click.get_current_context().find_root().command.main(args=argv, prog_name="synth", standalone_mode=False)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:  # the step's own message, then the recipe's
+    except click.ClickException as exc:  # a usage error in the step's options
         exc.show()
         return exc.exit_code
-    except OSError as exc:  # e.g. permission denied or a full disk inside the run folder
-        if exc.filename is None:  # not about a file: a bug, keep its traceback
-            raise
-        from synth.errors import SynthError
-
-        SynthError(f"{exc.filename}: {(exc.strerror or type(exc).__name__).lower()}").show()
-        return SynthError.exit_code
     return 0
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from synth.cli.options import EXIT_CODES, make_run_options, run_options
+from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
 
 @click.command("self-instruct", epilog=EXIT_CODES)
 @click.option("--seeds", "seeds_path", required=True, type=click.Path(path_type=Path),
@@ -93,8 +93,7 @@ def self_instruct_command(seeds_path, num, max_requests, per_request, requests_p
         session.notes.append(f"kept {len(kept)} of {num} instructions within {cfg.max_requests} requests; "
                              "raise --max-requests (or --num) and re-run to go on")
     outcome = session.close()
-    if outcome.exit_code:
-        raise SystemExit(outcome.exit_code)
+    print_outcome(outcome)
 
 
 def self_instruct_dry_run(seeds, templates, cfg, model, opts) -> str:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -120,9 +121,7 @@ class OnnxMiniLMEncoder:
         self.max_length = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
         target = user_cache_dir() / f"minilm-onnx-{fingerprint(folder)}"
         if progress and not target.is_dir():
-            import click
-
-            click.echo(f"exporting {folder.parent.name} to ONNX (once, a few seconds) -> {target}", err=True)
+            print(f"exporting {folder.parent.name} to ONNX (once, a few seconds) -> {target}", file=sys.stderr)
         model_file = _build_once(target, lambda scratch: export_onnx(folder, scratch / "model.onnx")) / "model.onnx"
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
@@ -203,10 +202,8 @@ def static_minilm_path(progress: bool = False) -> Path:
         from model2vec.distill import distill
 
         if progress:
-            import click
-
-            click.echo(f"distilling a static embedder from {source.parent.name} (once, about 30 s) -> "
-                       f"{scratch.parent}", err=True)
+            print(f"distilling a static embedder from {source.parent.name} (once, about 30 s) -> "
+                  f"{scratch.parent}", file=sys.stderr)
         logging.getLogger("model2vec").setLevel(logging.WARNING)
         distill(model_name=str(source), pca_dims=256).save_pretrained(str(scratch))
 

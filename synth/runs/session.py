@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-import click
-
 from synth.backends import load_backend
 from synth.backends.base import ChatRequest, Completion, StopRun, stream_in_batches
 from synth.runs.cache import ResponseCache, request_key
@@ -86,10 +84,12 @@ class RunOptions:
 
 @dataclass
 class Outcome:
-    status: str  # complete, stopped (cost limit), interrupted, failed
+    status: str  # complete, stopped (cost limit), interrupted, backend_error, dry-run
     exit_code: int
     counts: Counter = field(default_factory=Counter)
     run: Run | None = None
+    summary: str = ""  # what the CLI prints on stdout
+    error: str = ""  # why the backend stopped the run, for stderr
 
 
 BuildRow = Callable[[Job, Completion], "dict | list[dict] | Rejection"]
@@ -102,7 +102,7 @@ class ModelRun:
     `stream` sends jobs and hands each (job, completion) to a callback as it lands, which may
     return the row's next jobs; `record` turns a completion into a row or a rejection;
     `stopping` turns a cost stop, a ^C/SIGTERM, a dead server or a crash into the right run
-    status; `close` writes the manifest and prints the summary.
+    status; `close` writes the manifest and returns the outcome with its summary (the CLI prints it).
     """
 
     def __init__(self, command: str, identity: dict, config: dict, model: str | list[str], opts: RunOptions,
@@ -302,7 +302,7 @@ class ModelRun:
             self.exit_code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         except BackendError as exc:
             self.status, self.exit_code = "backend_error", EXIT_BACKEND
-            self.error = exc.format_message()
+            self.error = exc.message
         except BaseException:
             self.run.finish("failed")
             self._close_backends()
@@ -318,10 +318,7 @@ class ModelRun:
         self._close_backends()
         text = summary(self.command, self.run, self.counts, self.skipped, duplicates, self.status,
                        time.monotonic() - self._started, self.stop_note)
-        click.echo("\n".join([text, *self.notes]))
-        if self.error:
-            click.echo(f"Error: {self.error}", err=True)
-        return Outcome(self.status, self.exit_code, self.counts, self.run)
+        return Outcome(self.status, self.exit_code, self.counts, self.run, "\n".join([text, *self.notes]), self.error)
 
 
 def check_price(model: str, opts: RunOptions):
@@ -348,8 +345,8 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
     done_before = set() if opts.overwrite else {r.get("id") for r in read_jsonl(opts.output / ROWS)}
     todo = [j for j in jobs if j.id not in done_before]
     if opts.dry_run:
-        click.echo(dry_run_report(command, jobs, todo, model, check_price(model, opts), duplicates))
-        return Outcome("dry-run", EXIT_OK)
+        return Outcome("dry-run", EXIT_OK, summary=dry_run_report(command, jobs, todo, model, check_price(model, opts),
+                                                                 duplicates))
 
     config = {**config, "input_rows": len(jobs) + duplicates, "duplicate_inputs": duplicates}
     session = ModelRun(command, identity, config, model, opts)

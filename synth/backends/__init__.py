@@ -16,6 +16,7 @@ from pathlib import Path
 
 from synth.backends.base import Backend, ChatRequest, Completion, Sampling
 from synth.errors import SynthError
+from synth.extras import check
 
 __all__ = ["Backend", "ChatRequest", "Completion", "Sampling", "ModelSpec", "parse_spec", "load_backend"]
 
@@ -95,8 +96,11 @@ def load_backend(
         if parsed.target != "echo":
             raise SynthError(f"unknown scripted backend {parsed.target!r}: only 'scripted:echo' exists")
         return ScriptedBackend(spec=str(parsed))
-    path = _local_model_path(parsed)
     shown = "local" if parsed.target == "local" and parsed.kind == "llamacpp" else str(parsed)
+    # Before the model path: without the [local] extra, that is the thing to fix first.
+    check("local", *(("llama_cpp",) if parsed.kind == "llamacpp" else ("torch", "transformers")),
+          what=f"the model `{shown}`")
+    path = _local_model_path(parsed)
     if parsed.kind == "llamacpp":
         from synth.backends.llamacpp import LlamaCppBackend
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from synth.backends.base import ChatRequest, Completion, OnComplete, logsumexp
 from synth.errors import BackendError
+from synth.extras import require
 
 
 class TransformersBackend:
@@ -22,10 +23,10 @@ class TransformersBackend:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        import torch
+        self.spec = spec or f"hf:{path}"
+        torch, _ = require("local", "torch", "transformers", what=f"the model `{self.spec}`")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.spec = spec or f"hf:{path}"
         self.batch_size = max(1, batch_size)
         self.device = device
         self._torch = torch

@@ -13,14 +13,16 @@ from typing import Sequence
 
 from synth.backends.base import ChatRequest, Completion, OnComplete, logsumexp
 from synth.errors import BackendError
+from synth.extras import require
 
 
 class LlamaCppBackend:
     def __init__(self, path: str, spec: str | None = None, n_ctx: int = 4096, n_threads: int | None = None):
+        self.spec = spec or f"llamacpp:{path}"
+        require("local", "llama_cpp", what=f"the model `{self.spec}`")
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.spec = spec or f"llamacpp:{path}"
         try:
             self.llm = Llama(
                 model_path=path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, verbose=False

@@ -17,7 +17,6 @@ truth: the two views are rebuilt from it atomically when a run starts and ends.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,6 @@ from synth.prompts import Template
 from synth.rows import InputRow, row_messages, stable_id
 from synth.runs.session import Job, ModelRun, Rejection
 from synth.errors import SynthError
-from synth.runs.folder import read_jsonl, write_jsonl_atomic
 
 GENERATOR = "critique-revise"
 VIEWS = ("sft.jsonl", "preference.jsonl")
@@ -83,8 +81,8 @@ def critique_revise(session: ModelRun, prepared: list[tuple[str, dict, list]], c
                     templates: dict[str, Template], cfg: CritiqueReviseConfig) -> None:
     """Every stage for the rows not yet done, streamed: a row's next request goes out as soon as
     its last one lands, and the row is written when it is finished."""
-    rebuild_views(session.run.folder)
-    todo = [p for p in prepared if p[0] not in session.run.done]
+    rebuild_views(session)
+    todo = [p for p in prepared if p[0] not in session.done]
     bar = session.progress(len(prepared), initial=len(prepared) - len(todo))
     leak_check = LeakCheck(constitution)
     examples = [e.__dict__ for e in constitution.examples]
@@ -132,8 +130,7 @@ def critique_revise(session: ModelRun, prepared: list[tuple[str, dict, list]], c
     try:
         session.stream(first, on_result)
     finally:
-        session.run.flush()
-        rebuild_views(session.run.folder)
+        rebuild_views(session)
 
 
 def _usage(state: RowState, completion: Completion) -> None:
@@ -262,13 +259,7 @@ def _write(session: ModelRun, state: RowState, constitution: Constitution, templ
     row = {"id": state.id, **{k: v for k, v in state.source.items() if k not in ("id", "meta", "messages")},
            **trace, "messages": state.messages, "final": state.current,
            "meta": _meta(state, constitution, templates, cfg)}
-    folder = session.run.folder
-    # The views first, the trace last: a row is done once its trace line is written, and a view
-    # line whose trace line never came is dropped when the views are rebuilt.
-    for name, view in zip(VIEWS, views_of(row)):
-        with (folder / name).open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(view, ensure_ascii=False) + "\n")
-    session.write_row(row)
+    session.write(row, views=dict(zip(VIEWS, views_of(row))))
 
 
 def views_of(row: dict) -> tuple[dict, dict]:
@@ -286,10 +277,9 @@ def views_of(row: dict) -> tuple[dict, dict]:
     return {**sft, "meta": meta}, {**preference, "meta": meta}
 
 
-def rebuild_views(folder) -> None:
+def rebuild_views(session: ModelRun) -> None:
     """sft.jsonl and preference.jsonl from trace.jsonl, each replaced atomically (temp + rename),
     so a crash at any point leaves whole files that match the trace."""
-    rows = read_jsonl(folder / "trace.jsonl")
-    views = [views_of(r) for r in rows]
+    views = [views_of(r) for r in session.read("trace.jsonl")]
     for k, name in enumerate(VIEWS):
-        write_jsonl_atomic(folder / name, [v[k] for v in views])
+        session.rewrite(name, [v[k] for v in views])

@@ -185,7 +185,7 @@ def _write_pairs(session, row: CandidateRow, results: dict, cfg: LabelConfig, co
         margin = 2 * score - 1
         pair_id = stable_id(GENERATOR, row.id, i, j)
         source = {"row_id": row.id, "pair": [i, j]}
-        if pair_id in session.run.done:
+        if pair_id in session.done:
             continue
         if not result["consistent"] and cfg.swap and not cfg.keep_inconsistent:
             session.reject(pair_id, Rejection("position_inconsistent",
@@ -203,7 +203,7 @@ def _write_pairs(session, row: CandidateRow, results: dict, cfg: LabelConfig, co
             texts = {"prompt": row.messages,
                      "chosen": [{"role": "assistant", "content": row.candidates[win].text}],
                      "rejected": [{"role": "assistant", "content": row.candidates[lose].text}]}
-        session.write_row({
+        session.write({
             "id": pair_id, **texts,
             "score": round(score, 6), "margin": round(margin, 6),
             "scores_by_principle": {k: round(v if win == i else 1 - v, 6) for k, v in result["by_principle"].items()},

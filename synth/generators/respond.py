@@ -54,7 +54,7 @@ def respond_candidates(session, prepared: list[tuple[str, InputRow, list]], vari
     """
     from synth.runs.session import Job, Rejection
 
-    todo = [p for p in prepared if p[0] not in session.run.done]
+    todo = [p for p in prepared if p[0] not in session.done]
     bar = session.progress(len(prepared), initial=len(prepared) - len(todo))
     order = [m for m, _ in variants]
     rows = {row_id: (row, messages) for row_id, row, messages in todo}
@@ -98,7 +98,7 @@ def respond_candidates(session, prepared: list[tuple[str, InputRow, list]], vari
         prompt = next(m["content"] for m in reversed(messages) if m["role"] == "user")
         meta = {"generator": "respond", "models": order, "n": n,
                 "parent_ids": [row.data["id"]] if isinstance(row.data.get("id"), str) else []}
-        session.write_row({"id": row_id, **out, "prompt": out.get("prompt", prompt), "messages": messages,
+        session.write({"id": row_id, **out, "prompt": out.get("prompt", prompt), "messages": messages,
                            "candidates": distinct, "meta": meta})
 
     session.stream(jobs, on_result)

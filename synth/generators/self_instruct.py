@@ -17,7 +17,6 @@ files are trimmed back to the replayed pool, so a resumed run equals an uninterr
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from synth.parsing import parse_instances, parse_numbered_list, parse_yes_no
 from synth.prompts import Template
 from synth.rows import read_rows, stable_id
 from synth.runs.session import Job, ModelRun, Rejection
-from synth.runs.folder import read_jsonl, write_jsonl_atomic
 
 GENERATOR = "self-instruct"
 INSTRUCTIONS = "instructions.jsonl"
@@ -132,9 +130,7 @@ def generate_instructions(session: ModelRun, seeds: list[Seed], template: Templa
     rng = random.Random(cfg.seed)
     filt = InstructionFilter([s.instruction for s in seeds], cfg.heuristics, cfg.rouge_threshold)
     kept: list[dict[str, Any]] = []
-    path = session.run.folder / INSTRUCTIONS
-    written = {r["id"] for r in read_jsonl(path)}
-    out = path.open("a", encoding="utf-8")
+    written = {r["id"] for r in session.read(INSTRUCTIONS)}
     bar = session.progress(cfg.num, unit="instruction")
     requests_made, live, failed_at = 0, False, None
     try:
@@ -148,9 +144,7 @@ def generate_instructions(session: ModelRun, seeds: list[Seed], template: Templa
                 jobs.append(Job(f"request-{requests_made + k}", {"request": requests_made + k, "context": tasks}, request))
             if not live and not all(session.is_cached(j) for j in jobs):
                 live = True  # the replay ends here: whatever the files hold past the pool is not ours
-                out.close()
                 written = _trim_to_pool(session, kept)
-                out = path.open("a", encoding="utf-8")
             results: dict[int, Completion] = {}
             session.stream(jobs, lambda job, completion: results.__setitem__(job.input["request"], completion))
             requests_made += size
@@ -185,28 +179,26 @@ def generate_instructions(session: ModelRun, seeds: list[Seed], template: Templa
                     kept.append(record)
                     bar.update(1)
                     if row_id not in written:
-                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                        out.flush()
+                        session.append(INSTRUCTIONS, record)
                         written.add(row_id)
     finally:
-        out.close()
         bar.close()
-    session.run.manifest["self_instruct"] = {"requests": requests_made, "kept": len(kept)}
+    figures = {"requests": requests_made, "kept": len(kept)}
     if failed_at is not None:
-        session.run.manifest["self_instruct"]["stopped_at_failed_request"] = failed_at
+        figures["stopped_at_failed_request"] = failed_at
         session.notes.append(f"generation stopped at request {failed_at}, which failed (see rejected.jsonl); "
                              "re-run the same command to retry it and go on")
+    session.note("self_instruct", figures)
     return kept
 
 
 def _trim_to_pool(session: ModelRun, kept: list[dict]) -> set[str]:
     """Cut instructions.jsonl and rows.jsonl back to the pool replayed so far; the ids kept."""
     ids = {r["id"] for r in kept}
-    path = session.run.folder / INSTRUCTIONS
-    before = read_jsonl(path)
+    before = session.read(INSTRUCTIONS)
     if len(before) != len(kept) or any(r.get("id") not in ids for r in before):
-        write_jsonl_atomic(path, [r for r in before if r.get("id") in ids])
-    session.run.keep_rows(lambda row: (row.get("meta", {}).get("parent_ids") or [None])[0] in ids)
+        session.rewrite(INSTRUCTIONS, [r for r in before if r.get("id") in ids])
+    session.keep_rows(lambda row: (row.get("meta", {}).get("parent_ids") or [None])[0] in ids)
     return ids
 
 

@@ -248,14 +248,32 @@ class Run:
         self.manifest["invocations"].append({"started_at": _now(), "argv": self.manifest["argv"]})
         self.save_manifest()
 
-    def write_row(self, row: dict) -> None:
-        """Append a finished row, once: an id already written is never written again."""
+    def write_row(self, row: dict, views: dict[str, dict] | None = None) -> bool:
+        """Append a finished row, once: an id already written is never written again. `views`
+        ({file name: row}) are appended first, so a row is never done without its views (a view
+        line whose row never came is dropped when the views are rebuilt from the rows)."""
         if row["id"] in self.done:
-            return
+            return False
+        for name, view in (views or {}).items():
+            self.append(name, view)
         self._rows.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._rows.flush()
         self.done.add(row["id"])
         self.counts["written"] += 1
+        return True
+
+    def append(self, name: str, row: dict) -> None:
+        """Append one line to a side file of the folder (a view, Self-Instruct's instructions)."""
+        with (self.folder / name).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def read(self, name: str) -> list[dict]:
+        self.flush()
+        return read_jsonl(self.folder / name)
+
+    def rewrite(self, name: str, rows: list[dict]) -> None:
+        """Replace a side file atomically (temp file + rename)."""
+        write_jsonl_atomic(self.folder / name, rows)
 
     def keep_rows(self, keep: Callable[[dict], bool]) -> None:
         """Rewrite the rows file atomically with only the rows `keep` accepts (the writer only)."""

@@ -137,7 +137,7 @@ class ModelRun:
         self._money = threading.Lock()
         self.stop_note = ""
         self.error = ""  # why the backend stopped the run, for stderr
-        self.counts: Counter = Counter()
+        self.counts: Counter = self.run.counts  # one counter: rows, rejections, cache hits, model calls
         self.status, self.exit_code = "complete", EXIT_OK
         self.skipped = 0
         self.notes: list[str] = []
@@ -259,10 +259,30 @@ class ModelRun:
 
     # -- rows ----------------------------------------------------------------------------------
 
-    def write_row(self, row: dict) -> None:
-        if row["id"] not in self.run.done:
-            self.run.write_row(row)
-            self.counts["written"] += 1
+    @property
+    def done(self) -> set[str]:
+        """Ids of the rows already written (by this or an earlier invocation)."""
+        return self.run.done
+
+    def note(self, key: str, value: Any) -> None:
+        """Record a generator's own figures in the manifest."""
+        self.run.manifest[key] = value
+
+    def write(self, row: dict, views: dict[str, dict] | None = None) -> None:
+        """Write a finished row (once), with its views; the only way a generator writes rows."""
+        self.run.write_row(row, views)
+
+    def append(self, name: str, row: dict) -> None:
+        self.run.append(name, row)
+
+    def read(self, name: str) -> list[dict]:
+        return self.run.read(name)
+
+    def rewrite(self, name: str, rows: list[dict]) -> None:
+        self.run.rewrite(name, rows)
+
+    def keep_rows(self, keep: Callable[[dict], bool]) -> None:
+        self.run.keep_rows(keep)
 
     def record(self, job: Job, completion: Completion, build_row: "BuildRow", reads_truncated: bool = False) -> None:
         """Write the row(s) `build_row` makes, or the rejection (truncated, empty, error, ...).
@@ -274,7 +294,7 @@ class ModelRun:
             self.reject(job.id, outcome, job.input, completion.text)
             return
         for row in outcome if isinstance(outcome, list) else [outcome]:
-            self.write_row(row)
+            self.write(row)
 
     def reject(self, row_id: str, rejection: Rejection, source: dict, response: str | None = None, **extra: Any) -> None:
         if rejection.error:
@@ -282,7 +302,6 @@ class ModelRun:
         if response:
             extra["response"] = response
         self.run.reject(row_id, rejection.reason, source, **extra)
-        self.counts[f"rejected:{rejection.reason}"] += 1
 
     def _close_backends(self) -> None:
         for backend in self.backends.values():

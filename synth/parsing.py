@@ -13,6 +13,11 @@ _ITEM = re.compile(r"^\s*(?:[*#>\-]\s*)*\**\s*(?:task\s*)?(\d{1,4})\s*\**\s*[.):
 _NONE = {"", "none", "n/a", "na", "null", "<noinput>", "no input", "(none)", "-"}
 
 
+def collapse_whitespace(text: str) -> str:
+    """Runs of whitespace (any Unicode space, newlines, tabs) as one space, none at the ends."""
+    return " ".join(text.split())
+
+
 def parse_numbered_list(text: str) -> list[str]:
     """Items of a numbered list; continuation lines join their item, a blank line ends it."""
     items: list[str] = []
@@ -31,7 +36,7 @@ def parse_numbered_list(text: str) -> list[str]:
                 current = None
     if current:
         items.append(" ".join(current))
-    cleaned = (re.sub(r"\s+", " ", item).strip().strip("*").strip() for item in items)
+    cleaned = (collapse_whitespace(item).strip("*").strip() for item in items)
     return [item for item in cleaned if item]
 
 

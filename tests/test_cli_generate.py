@@ -1,20 +1,15 @@
 """`synth generate` through click, on the scripted backend and the loopback server."""
 
-import json
 import subprocess
 import sys
 
-from click.testing import CliRunner
 
-from synth.cli import main
+from conftest import invoke, read
 
 
 def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return invoke(*[str(a) for a in args], catch_exceptions=False)
 
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_generate_writes_rows_with_provenance(tmp_path, write_jsonl):
@@ -56,7 +51,7 @@ def test_field_and_system_and_txt_input(tmp_path, write_jsonl):
 
 
 def bad(tmp_path, args, code=2):
-    result = CliRunner().invoke(main, [str(a) for a in args])
+    result = invoke(*[str(a) for a in args])
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists() or not (tmp_path / "run" / "rows.jsonl").exists()
@@ -85,7 +80,7 @@ def test_bad_input_errors_are_one_clear_line(tmp_path, write_jsonl):
 def test_bad_row_fails_before_any_model_call(tmp_path, write_jsonl, loopback):
     server = loopback()
     src = write_jsonl([{"prompt": "fine"}, {"prompt": ""}])
-    result = CliRunner().invoke(main, ["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
+    result = invoke(*["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
                                        "--output", str(tmp_path / "run")])
     assert result.exit_code == 2 and "line 2 field 'prompt': empty prompt" in result.output
     assert server.requests == []
@@ -95,7 +90,7 @@ def test_truncated_and_failed_rows_go_to_rejected(tmp_path, write_jsonl, loopbac
     server = loopback(script=["400"])
     src = write_jsonl([{"prompt": "x"}, {"prompt": "one two three four five six"}, {"prompt": "short"}])
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
+    result = invoke(*["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
                                        "--output", str(out), "--max-tokens", "4", "--concurrency", "1"])
     assert result.exit_code == 1  # a request failed: the exit code says so
     rows = read(out / "rows.jsonl")
@@ -109,7 +104,7 @@ def test_api_key_never_written(tmp_path, write_jsonl, loopback):
     server = loopback(script=["400"])
     src = write_jsonl([{"prompt": "a"}, {"prompt": "b"}])
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
+    result = invoke(*["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
                                        "--output", str(out), "--api-key", "sk-very-secret-123"])
     assert "sk-very-secret-123" not in result.output
     for path in out.rglob("*"):

@@ -4,13 +4,11 @@ import random
 from collections import Counter
 
 import pytest
-from click.testing import CliRunner
 
-from synth.cli import main
 from synth.constitution import load_constitution, row_rng, sample_principles
 from synth.errors import SynthError
 
-from conftest import REPO
+from conftest import REPO, invoke
 
 GOOD = """\
 name: tiny
@@ -98,9 +96,9 @@ def test_broken_files(tmp_path, text, expected):
 
 def test_validate_command(tmp_path):
     good, bad = write(tmp_path, GOOD, "good.yaml"), write(tmp_path, GOOD.replace("revision: Make it kind.", "revision: ''"), "bad.yaml")
-    result = CliRunner().invoke(main, ["constitution", "validate", str(good), "harmless"])
+    result = invoke(*["constitution", "validate", str(good), "harmless"])
     assert result.exit_code == 0 and "ok:" in result.output and "12 principles" in result.output
-    result = CliRunner().invoke(main, ["constitution", "validate", str(good), str(bad)])
+    result = invoke(*["constitution", "validate", str(good), str(bad)])
     assert result.exit_code == 2 and "principles[0].revision: empty text" in result.output
 
 
@@ -122,7 +120,7 @@ def test_a_constitution_not_in_utf8_is_one_line_naming_the_line_and_the_fix(tmp_
     for args in (["constitution", "validate", str(path)],
                  ["critique-revise", "--prompts", str(prompts), "--constitution", str(path), "--model", "scripted:echo",
                   "--dry-run", "--output", str(tmp_path / "run")]):
-        result = CliRunner().invoke(main, args)
+        result = invoke(*args)
         assert result.exit_code == 2, result.output
         assert "latin1.yaml line 3: not valid UTF-8" in result.output and "re-save it as UTF-8" in result.output
         assert "Traceback" not in result.output and isinstance(result.exception, (SystemExit, type(None)))

@@ -4,17 +4,15 @@ import json
 import re
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synth.backends.scripted import ScriptedBackend
-from synth.cli import main
 from synth.errors import SynthError
 from synth.parsing import clean_model_text, is_refusal_to_revise
 from synth.prompts import Template, load_template
 
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, invoke, read
 
 # -- cleaning --------------------------------------------------------------------------------
 
@@ -116,12 +114,9 @@ def models(scripted_models):
     return scripted_models(lambda spec: ScriptedBackend(critic_model if "critic" in spec else answer_model, spec=spec))
 
 
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
 
 def run_cr(src, out, *extra):
-    return CliRunner().invoke(main, ["critique-revise", "--prompts", str(src), "--model", "scripted:echo",
+    return invoke(*["critique-revise", "--prompts", str(src), "--model", "scripted:echo",
                                      "--critic", "scripted:critic", "--output", str(out), *extra])
 
 
@@ -236,7 +231,7 @@ def test_end_to_end_on_the_local_model(tmp_path):
     src = tmp_path / "prompts.jsonl"
     src.write_text("".join(json.dumps(p) + "\n" for p in prompts))
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["critique-revise", "--prompts", str(src), "--constitution", "harmless",
+    result = invoke(*["critique-revise", "--prompts", str(src), "--constitution", "harmless",
                                        "--model", "local", "--rounds", "1", "--output", str(out), "--max-tokens", "384",
                                        "--keep-truncated"])
     assert result.exit_code == 0, result.output

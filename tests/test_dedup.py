@@ -3,16 +3,13 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synth.cli import main
 from synth.filters.dedup import deduplicate, normalise
 
+from conftest import invoke, read
 
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 ROWS = [
@@ -25,7 +22,7 @@ ROWS = [
 
 
 def run(*args):
-    return CliRunner().invoke(main, ["dedup", *[str(a) for a in args]])
+    return invoke(*["dedup", *[str(a) for a in args]])
 
 
 def test_exact_then_rouge_keep_one_of_each_cluster(tmp_path, write_jsonl):

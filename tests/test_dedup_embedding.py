@@ -8,16 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synth.cli import main
 from synth.filters.embedding import TOLERANCE, VectorCache, encode_cached, greedy_dedup
 
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def brute_force(vectors, threshold):
@@ -100,11 +95,11 @@ def test_vector_cache_encodes_each_text_once(tmp_path):
     assert other.seen == ["a"]  # vectors of one encoder are never served for another
 
 
-from conftest import PARAPHRASES  # noqa: E402
+from conftest import PARAPHRASES, invoke, read  # noqa: E402
 
 
 def run(*args):
-    return CliRunner().invoke(main, ["dedup", *[str(a) for a in args]])
+    return invoke(*["dedup", *[str(a) for a in args]])
 
 
 @pytest.mark.slow

@@ -4,10 +4,9 @@ import json
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from synth.cli import main
 from synth.export.formats import FORMATS, convert
+from conftest import invoke, read
 
 PREFERENCES = [
     {"id": f"p{i}", "prompt": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": f"Question {i}?"}],
@@ -20,11 +19,8 @@ ALPACA = [{"instruction": f"Name a colour number {i}.", "input": "" if i % 2 els
 
 
 def run(*args):
-    return CliRunner().invoke(main, ["export", *[str(a) for a in args]])
+    return invoke(*["export", *[str(a) for a in args]])
 
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def card(path):

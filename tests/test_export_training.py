@@ -5,9 +5,8 @@ import json
 import math
 
 import pytest
-from click.testing import CliRunner
 
-from synth.cli import main
+from conftest import invoke
 
 trl = pytest.importorskip("trl")
 pytestmark = pytest.mark.slow
@@ -54,7 +53,7 @@ def common_args(n_rows):
 
 def export(tmp_path, write_jsonl, fmt):
     out = tmp_path / f"{fmt}.jsonl"
-    result = CliRunner().invoke(main, ["export", "--input", str(write_jsonl(PREFERENCES)), "--format", fmt,
+    result = invoke(*["export", "--input", str(write_jsonl(PREFERENCES)), "--format", fmt,
                                        "--to", str(out)])
     assert result.exit_code == 0, result.output
     return out

@@ -8,13 +8,9 @@ import subprocess
 import sys
 import time
 
-from click.testing import CliRunner
 
-from synth.cli import main
+from conftest import invoke, read
 
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def count_lines(path):
@@ -31,7 +27,7 @@ def test_killed_at_random_points_then_resumed_equals_an_uninterrupted_run(tmp_pa
     n = 150
     src = write_jsonl([{"id": f"r{i}", "prompt": f"question {i} " + "word " * (i % 7)} for i in range(n)])
     reference = tmp_path / "reference"
-    assert CliRunner().invoke(main, ["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
+    assert invoke(*["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
                                      "--output", str(reference)]).exit_code == 0
     out = tmp_path / "killed"
     rng = random.Random(1234)
@@ -72,7 +68,7 @@ def test_a_storm_of_server_errors_loses_nothing(tmp_path, write_jsonl, loopback)
     rows_in = [{"prompt": f"row {i}"} for i in range(300)] + [{"prompt": "doomed"}]
     src = write_jsonl(rows_in)
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
+    result = invoke(*["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
                                        "--output", str(out), "--concurrency", "32", "--max-retries", "12",
                                        "--request-timeout", "0.5", "--max-retry-wait", "0.5"])
     assert result.exit_code == 1, result.output  # one row failed for good, and the exit code says so
@@ -88,7 +84,7 @@ def test_a_storm_of_server_errors_loses_nothing(tmp_path, write_jsonl, loopback)
     # Re-running retries only the failed row.
     server.faults.fail_prompts = ()
     sent = len(server.requests)
-    result = CliRunner().invoke(main, ["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
+    result = invoke(*["generate", "--input", str(src), "--model", f"openai:m@{server.url}",
                                        "--output", str(out), "--concurrency", "32", "--max-retries", "12",
                                        "--request-timeout", "0.5", "--max-retry-wait", "0.5"])
     assert result.exit_code == 0, result.output

@@ -3,16 +3,12 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synth.cli import main
 from synth.filters.quality import QualityFilter, is_refusal_only, non_text_ratio, repeated_ngram_ratio
+from conftest import invoke, read
 
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_length_bounds_at_their_edges():
@@ -96,7 +92,7 @@ def test_cli_writes_kept_rows_and_reasons(tmp_path, write_jsonl):
     words = tmp_path / "banned.txt"
     words.write_text("# one per line\nimage\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["filter", "--input", str(write_jsonl(ROWS)), "--output", str(out),
+    result = invoke(*["filter", "--input", str(write_jsonl(ROWS)), "--output", str(out),
                                        "--blacklist", f"@{words}"])
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in read(out / "rows.jsonl")] == ["ok"]
@@ -110,9 +106,9 @@ def test_cli_writes_kept_rows_and_reasons(tmp_path, write_jsonl):
 
 def test_cli_errors(tmp_path, write_jsonl):
     src = write_jsonl(ROWS)
-    result = CliRunner().invoke(main, ["filter", "--input", str(src), "--blacklist", "@nope.txt"])
+    result = invoke(*["filter", "--input", str(src), "--blacklist", "@nope.txt"])
     assert result.exit_code != 0 and "nope.txt" in result.output and "one word or phrase per line" in result.output
-    result = CliRunner().invoke(main, ["filter", "--input", str(src), "--min-words", "5", "--max-words", "2"])
+    result = invoke(*["filter", "--input", str(src), "--min-words", "5", "--max-words", "2"])
     assert result.exit_code != 0 and "--max-words 2 is below --min-words 5" in result.output
-    result = CliRunner().invoke(main, ["filter", "--input", str(src), "--field", "prompt"])
+    result = invoke(*["filter", "--input", str(src), "--field", "prompt"])
     assert result.exit_code != 0 and "line 1" in result.output and "'prompt'" in result.output

@@ -6,9 +6,8 @@ Each is one line naming the file and the fix, exit code 2, and never a traceback
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from synth.cli import main
+from conftest import invoke
 
 RECIPE = """name: tiny
 input: prompts.jsonl
@@ -19,7 +18,7 @@ steps:
 
 
 def fails(*args, code=2):
-    result = CliRunner().invoke(main, [str(a) for a in args])
+    result = invoke(*[str(a) for a in args])
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output and isinstance(result.exception, (SystemExit, type(None))), result.output
     return result.output
@@ -157,7 +156,7 @@ def test_export_to_a_locked_folder_is_one_line(tmp_path, write_jsonl):
 def test_rows_still_read_after_these_checks(tmp_path, write_jsonl):
     # the checks look at the suffix and the first bytes only: ordinary JSONL and .txt read as before
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["generate", "--input", str(write_jsonl([{"prompt": "hi"}])), "--model",
+    result = invoke(*["generate", "--input", str(write_jsonl([{"prompt": "hi"}])), "--model",
                                        "scripted:echo", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "rows.jsonl").read_text().splitlines()[0])["response"] == "echo: hi"

@@ -5,10 +5,9 @@ import math
 import socket
 
 import pytest
-from click.testing import CliRunner
 
 from synth.backends import ChatRequest, Sampling, load_backend
-from synth.cli import main
+from conftest import invoke
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +37,7 @@ def hf_local():
 def test_generate_on_the_local_model(tmp_path, write_jsonl, loopback_only):
     src = write_jsonl([{"prompt": "Name a colour of the sky."}, {"prompt": "Say hello to a friend."}])
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["generate", "--input", str(src), "--model", "local", "--output", str(out),
+    result = invoke(*["generate", "--input", str(src), "--model", "local", "--output", str(out),
                                        "--max-tokens", "200", "--temperature", "0"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]

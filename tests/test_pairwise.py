@@ -5,15 +5,14 @@ import math
 import re
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 from synth.backends import ChatRequest, load_backend
 from synth.backends.scripted import ScriptedBackend
-from synth.cli import main
-from synth.cli.label import split_transcripts
+from synth.generators.judge_eval import split_transcripts
 from synth.generators.pairwise import (binarize_best_worst, combine, defang, p_first_from_logprobs, parse_verdict)
+from conftest import invoke, read
 
 # -- probabilities and parsing -----------------------------------------------------------------
 
@@ -113,12 +112,9 @@ def judge(scripted_models):
     return made["scripted:judge"]
 
 
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
 
 def run_label(src, out, *extra):
-    return CliRunner().invoke(main, ["label", "--input", str(src), "--judge", "scripted:judge", "--output", str(out), *extra])
+    return invoke(*["label", "--input", str(src), "--judge", "scripted:judge", "--output", str(out), *extra])
 
 
 def test_injected_candidates_cannot_steer_the_label(tmp_path, write_jsonl, judge):
@@ -203,7 +199,7 @@ def test_eval_judge_against_human_labels(tmp_path, write_jsonl, judge):
                        {"prompt": "boiling?", "chosen": GOOD, "rejected": "Water boils at 60 degrees, roughly speaking, I think."},
                        {"prompt": "other", "chosen": "Water boils at 30.", "rejected": "Water boils at 40 degrees or so."}])
     out = tmp_path / "eval"
-    result = CliRunner().invoke(main, ["eval-judge", "--pairs", str(src), "--judge", "scripted:judge", "--output", str(out)])
+    result = invoke(*["eval-judge", "--pairs", str(src), "--judge", "scripted:judge", "--output", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     # Two pairs judged right and consistently; the third is a position-biased tie (0.5): counted as a miss.
@@ -237,14 +233,14 @@ def test_real_logprobs_normalise_and_follow_the_content(spec):
 def test_respond_then_label_on_the_local_model(tmp_path, write_jsonl):
     prompts = write_jsonl([{"prompt": p} for p in ("Name a fruit.", "Say hello.", "What colour is grass?")])
     cands = tmp_path / "cands"
-    result = CliRunner().invoke(main, ["respond", "--prompts", str(prompts), "--model", "local", "--n", "2",
+    result = invoke(*["respond", "--prompts", str(prompts), "--model", "local", "--n", "2",
                                        "--max-tokens", "96", "--keep-truncated", "--output", str(cands)])
     assert result.exit_code == 0, result.output
     rows = read(cands / "rows.jsonl")
     assert rows and all(len(r["candidates"]) >= 2 for r in rows)
     assert all(c["model"] == "local" and "sampling" in c for r in rows for c in r["candidates"])
     labels = tmp_path / "labels"
-    result = CliRunner().invoke(main, ["label", "--input", str(cands / "rows.jsonl"), "--judge", "local",
+    result = invoke(*["label", "--input", str(cands / "rows.jsonl"), "--judge", "local",
                                        "--keep-inconsistent", "--output", str(labels)])
     assert result.exit_code == 0, result.output
     labeled = read(labels / "rows.jsonl")

@@ -4,10 +4,8 @@ import json
 import random
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import SHARED_DATA
-from synth.cli import main
+from conftest import SHARED_DATA, invoke
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -47,8 +45,8 @@ def outputs(folder):
     return (folder / "rows.jsonl").read_text(), (folder / "removed.jsonl").read_text()
 
 
-def invoke(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
+def succeed(*args):
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     return result
 
@@ -56,7 +54,7 @@ def invoke(*args):
 def test_filter_on_ray_equals_local(tmp_path, ray_cluster):
     src = corpus(tmp_path / "in.jsonl")
     for engine in ("local", "ray"):
-        invoke("filter", "--input", src, "--output", tmp_path / engine, "--engine", engine, "--blacklist", "email")
+        succeed("filter", "--input", src, "--output", tmp_path / engine, "--engine", engine, "--blacklist", "email")
     assert outputs(tmp_path / "local") == outputs(tmp_path / "ray")
     reasons = {json.loads(line)["reason"] for line in outputs(tmp_path / "ray")[1].splitlines()}
     assert {"non_text", "refusal_only", "blacklist:email"} <= reasons
@@ -67,7 +65,7 @@ def test_dedup_on_ray_equals_local(tmp_path, ray_cluster, distilled):
     [static] = cache_folder.glob("static-minilm-*")
     src = corpus(tmp_path / "in.jsonl")
     for engine in ("local", "ray"):
-        invoke("dedup", "--input", src, "--output", tmp_path / engine, "--engine", engine,
+        succeed("dedup", "--input", src, "--output", tmp_path / engine, "--engine", engine,
                "--method", "exact,minhash,rouge,embedding", "--minhash-threshold", "0.6", "--embedder", static,
                "--embedding-threshold", "0.95", "--vector-cache", tmp_path / f"{engine}.sqlite")
     local, ray = outputs(tmp_path / "local"), outputs(tmp_path / "ray")

@@ -6,12 +6,12 @@ import shutil
 import subprocess
 
 import pytest
-from click.testing import CliRunner
 
 from synth.backends.scripted import ScriptedBackend
 from synth.cli import main
 from test_critique_revise import answer_model, critic_model
 from test_pairwise import shown
+from conftest import invoke
 
 PROMPTS = [{"id": f"p{i}", "prompt": f"Question number {i}: how do I look after a {animal}?"}
            for i, animal in enumerate(["cat", "dog", "parrot", "goldfish"])]
@@ -77,7 +77,7 @@ def cdpo(tmp_path):
 
 
 def run(*args):
-    return CliRunner().invoke(main, ["run", *[str(a) for a in args]])
+    return invoke(*["run", *[str(a) for a in args]])
 
 
 def test_recipe_runs_every_step_in_one_folder_and_resumes(tmp_path, models):

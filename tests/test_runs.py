@@ -2,19 +2,12 @@
 
 import json
 
-from click.testing import CliRunner
 
 from synth.backends import ChatRequest, Sampling
 from synth.runs.cache import request_key
-from synth.cli import main
+from conftest import invoke, read
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def prompts(n, words=2):

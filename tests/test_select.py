@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synth.cli import main
 from synth.filters.diversity import (diversity_stats, distinct_n, k_center_greedy, kmeans_labels,
                                      nearest_neighbour_cosines, select_diverse, shares)
+
+from conftest import invoke
 
 
 def unit(rows):
@@ -96,14 +96,14 @@ ROWS = [{"id": f"r{i}", "text": t} for i, t in enumerate([
 @pytest.mark.slow
 def test_select_and_stats_cli_on_the_real_minilm(tmp_path, write_jsonl):
     src, out = write_jsonl(ROWS), tmp_path / "out"
-    result = CliRunner().invoke(main, ["select", "--input", str(src), "--n", "4", "--output", str(out),
+    result = invoke(*["select", "--input", str(src), "--n", "4", "--output", str(out),
                                        "--vector-cache", str(tmp_path / "v.sqlite"), "--clusters", "3"])
     assert result.exit_code == 0, result.output
     kept = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert len(kept) == 4 and all({"cluster", "selection_rank"} <= set(r) for r in kept)
     texts = {r["text"] for r in kept}
     assert not {ROWS[0]["text"], ROWS[1]["text"]} <= texts and not {ROWS[2]["text"], ROWS[3]["text"]} <= texts
-    result = CliRunner().invoke(main, ["stats", str(src), str(out / "rows.jsonl"), "--diversity", "--json",
+    result = invoke(*["stats", str(src), str(out / "rows.jsonl"), "--diversity", "--json",
                                        "--vector-cache", str(tmp_path / "v.sqlite"), "--clusters", "2"])
     assert result.exit_code == 0, result.output
     before, after = json.loads(result.output).values()

@@ -4,17 +4,15 @@ import json
 import re
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synth.backends.scripted import ScriptedBackend
-from synth.cli import main
 from synth.filters.heuristics import InstructionHeuristics
 from synth.generators.self_instruct import load_seeds
 from synth.parsing import parse_instances, parse_numbered_list, parse_yes_no
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, invoke, read
 
 # -- parsing ---------------------------------------------------------------------------------
 
@@ -161,12 +159,9 @@ def scripted(scripted_models):
 
 
 def run_si(out, *extra):
-    return CliRunner().invoke(main, ["self-instruct", "--seeds", str(SHARED_DATA / "self_instruct_seed_tasks.jsonl"),
+    return invoke(*["self-instruct", "--seeds", str(SHARED_DATA / "self_instruct_seed_tasks.jsonl"),
                                      "--model", "scripted:echo", "--output", str(out), *extra])
 
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_the_loop_keeps_filters_and_writes_sft_rows(tmp_path, scripted):
@@ -270,7 +265,7 @@ def test_prompts_dir_overrides_a_template(tmp_path, scripted):
 @pytest.mark.slow
 def test_end_to_end_on_the_local_model(tmp_path):
     out = tmp_path / "si"
-    result = CliRunner().invoke(main, ["self-instruct", "--seeds", str(SHARED_DATA / "self_instruct_seed_tasks.jsonl"),
+    result = invoke(*["self-instruct", "--seeds", str(SHARED_DATA / "self_instruct_seed_tasks.jsonl"),
                                        "--model", "local", "--num", "5", "--output", str(out), "--max-tokens", "384",
                                        "--instance-max-tokens", "256", "--max-requests", "40"])
     assert result.exit_code == 0, result.output

@@ -14,19 +14,12 @@ import threading
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from synth.backends.scripted import ScriptedBackend
 from synth.runs.cache import ResponseCache
-from synth.cli import main
+from conftest import invoke, read
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def prompts(n):

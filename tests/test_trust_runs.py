@@ -8,21 +8,14 @@ import subprocess
 import sys
 import time
 
-from click.testing import CliRunner
 
 from loopback_server import LoopbackServer
-from synth.cli import main
 from synth.runs.prices import load_prices
+from conftest import invoke, read
 
 GPT4O, MINI = load_prices()["gpt-4o"], load_prices()["gpt-4o-mini"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def read(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def lines(path):

@@ -16,9 +16,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from synth.extras import MissingExtra, check, require
 from synth.runs.folder import read_jsonl
 
 SAMPLE_ROWS = 5
+REPORT_NEEDS = "report.html (synth report; synth run unless --no-report)"
 CHECK_SCRIPT = """<script>
 window.addEventListener('load', function () {
   var images = Array.from(document.images);
@@ -30,8 +32,7 @@ window.addEventListener('load', function () {
 
 
 def _figure_png(draw) -> str:
-    import matplotlib
-
+    matplotlib = require("report", "matplotlib", what=REPORT_NEEDS)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -78,6 +79,7 @@ def _text(value) -> str:
 
 
 def write_report(run: Path, embedder: str = "minilm") -> Path:
+    check("report", "matplotlib", what=REPORT_NEEDS)  # before any work
     steps = _steps(run)
     sections: list[str] = []
 
@@ -178,7 +180,11 @@ def _diversity(steps, embedder: str) -> str:
     from synth.filters.diversity import nearest_neighbour_cosines
     from synth.filters.embedders import load_encoder
 
-    vectors = load_encoder(embedder).encode(texts)
+    try:
+        vectors = load_encoder(embedder).encode(texts)
+        require("dedup", "faiss", what="the diversity section")
+    except MissingExtra as exc:  # the rest of the report needs only [report]
+        return f"<h2>Diversity</h2><p>Not measured: {html.escape(exc.message)}</p>"
     nn = nearest_neighbour_cosines(vectors)
     centred = vectors - vectors.mean(axis=0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)

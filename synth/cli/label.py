@@ -1,4 +1,4 @@
-"""`synth respond`, `synth label` and `synth eval-judge`: candidates, AI-feedback labels, judge checks."""
+"""`synth label` and `synth eval-judge`: AI-feedback labels, and how far to trust the judge."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ from pathlib import Path
 
 import click
 
-from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
+from synth.backends import parse_spec
 from synth.cli.critique_revise import resolve_constitution
+from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
+from synth.constitution import load_constitution
+from synth.generators.judge_eval import GENERAL, candidate_texts, eval_comparisons, human_pairs, judge_report
+from synth.generators.label import LabelConfig, candidate_rows, comparisons_for, label as label_rows
+from synth.generators.pairwise import Comparison, JudgeConfig, judge_estimate
+from synth.prompts import Template, load_template
+from synth.rows import read_rows
+from synth.runs.plan import dry_run_estimate
+from synth.runs.session import ModelRun, RunOptions, check_price
 
 
 @click.command(epilog=EXIT_CODES)
@@ -43,15 +52,6 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
     position_consistent. Unreadable verdicts, inconsistent orders and small margins go to
     rejected.jsonl. Try --audit 20 first to see the judge's position and length bias.
     """
-    from synth.backends import parse_spec
-    from synth.constitution import load_constitution
-    from synth.generators.label import LabelConfig, candidate_rows, comparisons_for, label as label_rows
-    from synth.generators.pairwise import bias_report, format_bias_report, judge_comparisons
-    from synth.prompts import load_template
-    from synth.rows import read_rows
-    from synth.runs.session import ModelRun
-    from synth.runs.folder import write_json_atomic
-
     opts = make_run_options("label", kw)
     parse_spec(judge)
     constitution = load_constitution(resolve_constitution(constitution_path))
@@ -66,69 +66,19 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
     config = {**identity, "min_margin": min_margin, "binarize": binarize, "input_rows": len(rows)}
     comparisons = [c for r in rows for c in comparisons_for(r, constitution, cfg)]
     if opts.dry_run:
-        per = (2 if cfg.swap else 1) * (2 if cot else 1)
-        click.echo(f"label (dry run, no model called): {len(rows)} prompts, {len(comparisons)} comparisons, "
-                   f"{len(comparisons) * per} judge calls ({'both orders' if cfg.swap else 'one order'}"
-                   f"{', reasoning first' if cot else ''})")
+        click.echo(judge_dry_run("label", f"{len(rows)} prompts, {len(comparisons)} comparisons", rows, comparisons,
+                                 template, cfg, opts))
         return
-    command = "label-audit" if audit else "label"
-    session = ModelRun(command, identity, config, judge, opts)
+    session = ModelRun("label-audit" if audit else "label", identity, config, judge, opts)
     session.run.manifest["constitution"] = {**constitution.provenance(), "path": constitution.path}
     session.begin()
     with session.stopping():
         if audit:
-            sample = comparisons[:audit]
-            texts = {r.id: [c.text for c in r.candidates] for r in rows}
-            verdicts = judge_comparisons(session, sample, texts, template, cfg)
-            reject_failed(session, sample, verdicts)
-            report = bias_report(sample, texts, verdicts)
-            write_json_atomic(session.run.folder / "audit.json", report)
-            session.notes.append(format_bias_report(report))
+            judge_report(session, rows, comparisons[:audit], template, cfg, "audit.json", human=False)
             session.notes.append("audit only: nothing labeled; run again without --audit (the audited pairs are cached)")
         else:
             label_rows(session, rows, constitution, template, cfg, {"constitution_path": constitution.path})
-    outcome = session.close()
-    print_outcome(outcome)
-
-
-def human_pairs(path: Path):
-    """(CandidateRow with [chosen, rejected], human choice 0) from TRL-style prompt/chosen/rejected
-    rows or HH-RLHF transcripts ("\\n\\nHuman: ...\\n\\nAssistant: ...")."""
-    from synth.errors import SynthError
-    from synth.generators.label import CandidateRow
-    from synth.generators.pairwise import Candidate
-    from synth.rows import read_rows, stable_id
-
-    out = []
-    for row in read_rows(path):
-        data = row.data
-        chosen, rejected = data.get("chosen"), data.get("rejected")
-        if not isinstance(chosen, str) or not isinstance(rejected, str):
-            raise SynthError(f"{path} line {row.line}: need string 'chosen' and 'rejected' (TRL or HH-RLHF style)")
-        prompt = data.get("prompt")
-        if not isinstance(prompt, str):
-            prompt, chosen, rejected = split_transcripts(chosen, rejected)
-            if prompt is None:
-                raise SynthError(f"{path} line {row.line}: no 'prompt', and 'chosen' is not a Human/Assistant transcript")
-        row_id = stable_id("eval-judge", prompt, chosen, rejected)
-        out.append(CandidateRow(row_id, prompt, [Candidate(chosen), Candidate(rejected)], data))
-    return out
-
-
-def split_transcripts(chosen: str, rejected: str) -> tuple[str | None, str, str]:
-    """HH-RLHF: both sides share the conversation up to the last "\\n\\nAssistant:"."""
-    marker = "\n\nAssistant:"
-    cut = chosen.rfind(marker)
-    if cut < 0:
-        return None, chosen, rejected
-    prefix = chosen[: cut + len(marker)]
-    if not rejected.startswith(prefix):
-        cut_r = rejected.rfind(marker)
-        prefix_r = rejected[: cut_r + len(marker)] if cut_r >= 0 else ""
-        if prefix_r != prefix:
-            return None, chosen, rejected
-    prompt = prefix[: -len(marker)].replace("\n\nHuman:", "\nHuman:").strip()
-    return prompt, chosen[len(prefix):].strip(), rejected[len(prefix):].strip()
+    print_outcome(session.close())
 
 
 @click.command("eval-judge", epilog=EXIT_CODES)
@@ -148,32 +98,16 @@ def eval_judge(pairs_path, judge, constitution_path, cot, seed, prompts_dir, **k
     the judge prefers the longer response and the one shown first, next to the human labels'
     rates. Writes report.json in the run folder.
     """
-    from synth.backends import parse_spec
-    from synth.constitution import Constitution, Principle, load_constitution
-    from synth.generators.pairwise import Comparison, JudgeConfig, bias_report, format_bias_report, judge_comparisons
-    from synth.prompts import load_template
-    from synth.runs.session import ModelRun
-    from synth.runs.folder import write_json_atomic
-
     opts = make_run_options("eval-judge", kw)
     parse_spec(judge)
     rows = human_pairs(pairs_path)
     rows = rows[: opts.limit] if opts.limit else rows
-    if constitution_path:
-        constitution = load_constitution(resolve_constitution(constitution_path))
-    else:
-        general = Principle("overall", "Is the response unhelpful, dishonest or harmful?", "Make it better.",
-                            "Which response is more helpful, honest and harmless?")
-        constitution = Constitution("general", "1", "one general question", (general,))
+    constitution = load_constitution(resolve_constitution(constitution_path)) if constitution_path else GENERAL
     template = load_template("pairwise/judge", prompts_dir)
     cfg = JudgeConfig(judge=judge, cot=cot, seed=seed)
-    from synth.constitution import row_rng
-
-    principles = [p for p in constitution.principles if p.comparison] or list(constitution.principles)
-    comparisons = [Comparison(r.id, r.prompt, 0, 1, row_rng(seed, r.id).choices(principles, weights=[p.weight for p in principles])[0])
-                   for r in rows]
+    comparisons = eval_comparisons(rows, constitution, seed)
     if opts.dry_run:
-        click.echo(f"eval-judge (dry run, no model called): {len(rows)} pairs, {len(rows) * (4 if cot else 2)} judge calls")
+        click.echo(judge_dry_run("eval-judge", f"{len(rows)} pairs", rows, comparisons, template, cfg, opts))
         return
     identity = {"input": str(Path(pairs_path).resolve()), "judge": judge, "cot": cot, "seed": seed,
                 "constitution": constitution.provenance(), "template": template.hash}
@@ -181,25 +115,17 @@ def eval_judge(pairs_path, judge, constitution_path, cot, seed, prompts_dir, **k
     session.begin()
     report = None
     with session.stopping():
-        texts = {r.id: [c.text for c in r.candidates] for r in rows}
-        verdicts = judge_comparisons(session, comparisons, texts, template, cfg)
-        reject_failed(session, comparisons, verdicts)
-        report = bias_report(comparisons, texts, verdicts, human_first=[0] * len(comparisons))
-        write_json_atomic(session.run.folder / "report.json", report)
-        session.notes.append(format_bias_report(report))
+        report = judge_report(session, rows, comparisons, template, cfg, "report.json", human=True)
     outcome = session.close()
     if report is not None:
         outcome.summary += "\n" + json.dumps({"agreement_with_human": report.get("agreement_with_human")})
     print_outcome(outcome)
 
 
-def reject_failed(session, comparisons, verdicts) -> None:
-    """A comparison whose request failed is a failure (exit 1, retried by a re-run), not a verdict."""
-    from synth.generators.pairwise import failed
-    from synth.runs.session import Rejection
-
-    for k, c in enumerate(comparisons):
-        error = failed(verdicts[k]) if k in verdicts else None
-        if error:
-            session.reject(f"{c.row_id}:{c.i}:{c.j}:{c.principle.id}", Rejection("error", error),
-                           {"row_id": c.row_id, "pair": [c.i, c.j], "principle": c.principle.id})
+def judge_dry_run(command: str, counted: str, rows, comparisons: list[Comparison], template: Template,
+                  cfg: JudgeConfig, opts: RunOptions) -> str:
+    """The dry-run estimate of judging `comparisons` (`counted`: what they are)."""
+    requests, prompt, completion = judge_estimate(comparisons, candidate_texts(rows), template, cfg)
+    how = ("both orders" if cfg.swap else "one order") + (", reasoning first" if cfg.cot else "")
+    return dry_run_estimate(command, f"{counted}, {requests} judge calls ({how})", {cfg.judge: (prompt, completion)},
+                            {cfg.judge: check_price(cfg.judge, opts)})

@@ -56,6 +56,9 @@ def make_run_options(command: str, kw: dict):
         concurrency=kw.pop("concurrency"), max_retries=kw.pop("max_retries"),
         request_timeout=kw.pop("request_timeout"), max_retry_wait=kw.pop("max_retry_wait"), api_key=kw.pop("api_key"),
         argv=click.get_current_context().meta.get("synth.argv", []),
+        # `main(obj={"backend_factory": make})` puts another backend factory behind every model (tests).
+        **({"backend_factory": factory} if (factory := (click.get_current_context().find_root().obj or {})
+                                                      .get("backend_factory")) else {}),
     )
 
 

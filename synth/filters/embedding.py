@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from synth.extras import require
 from synth.filters.types import Removal
 from synth.filters.embedders import Encoder, load_encoder  # noqa: F401  (re-exported)
 
@@ -98,7 +99,7 @@ def encode_cached(texts: Sequence[str], encoder: Encoder, cache: VectorCache | N
 
 def new_index(dim: int, rows: int, kind: str = "auto"):
     """An empty inner-product index: exact (flat) for small corpora, HNSW above the crossover."""
-    import faiss
+    faiss = require("dedup", "faiss", what="the embedding index (--method embedding)")
 
     if kind == "auto":
         kind = "exact" if rows <= EXACT_MAX_ROWS else "approximate"

@@ -10,11 +10,12 @@ import os
 
 import numpy as np
 
+from synth.extras import require
 from synth.resources import user_cache_dir
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(user_cache_dir() / "numba"))
 
-import numba  # noqa: E402
+numba = require("dedup", "numba", what="MinHash dedup (--method minhash)")
 
 M1, M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 

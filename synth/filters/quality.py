@@ -17,6 +17,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from synth.errors import SynthError
+from synth.parsing import collapse_whitespace
 
 REFUSAL_OPENINGS = (
     "i'm sorry", "i am sorry", "sorry, but", "i apologize", "i apologise", "as an ai", "as a language model",
@@ -24,6 +28,7 @@ REFUSAL_OPENINGS = (
     "i'm unable to", "i am unable to", "unfortunately, i can", "i must decline", "i'm afraid i can",
 )
 REFUSAL_MAX_WORDS = 40  # a longer answer that opens with an apology usually goes on to help
+RESPONSE_FIELDS = ("output", "completion", "response", "answer", "chosen")
 
 
 def repeated_ngram_ratio(text: str, n: int = 3) -> float:
@@ -46,7 +51,7 @@ def non_text_ratio(text: str) -> float:
 
 
 def is_refusal_only(text: str, max_words: int = REFUSAL_MAX_WORDS) -> bool:
-    opening = " ".join(text.lower().replace("\u2019", "'").split())
+    opening = collapse_whitespace(text.lower().replace("\u2019", "'"))
     return len(opening.split()) <= max_words and opening.startswith(REFUSAL_OPENINGS)
 
 
@@ -100,3 +105,33 @@ class QualityFilter:
             if is_refusal_only(output):
                 return "refusal_only"
         return None
+
+
+def row_response(row: dict, field: str | None) -> str | None:
+    """The row's response: the named field, else the first of RESPONSE_FIELDS that is a string,
+    else the last assistant turn of `messages`; None when the row has none."""
+    if field:
+        value = row.get(field)
+        return value if isinstance(value, str) else None
+    for name in RESPONSE_FIELDS:
+        if isinstance(row.get(name), str):
+            return row[name]
+    messages = row.get("messages")
+    if isinstance(messages, list):
+        turns = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+        if turns and isinstance(turns[-1], str):
+            return turns[-1]
+    return None
+
+
+def read_word_list(value: str | None) -> tuple[str, ...]:
+    """Comma-separated words, or @FILE with one word or phrase per line (# comments)."""
+    if not value:
+        return ()
+    if value.startswith("@"):
+        path = Path(value[1:])
+        if not path.is_file():
+            raise SynthError(f"{path}: no such word list file (give @FILE with one word or phrase per line)")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return tuple(w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#"))
+    return tuple(w.strip() for w in value.split(",") if w.strip())

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from synth.errors import SynthError
+from synth.extras import require
 from synth.filters.dedup import exact_key
 from synth.filters.types import Removal
 
@@ -28,10 +28,7 @@ BLOCK_ROWS = 4096
 
 
 def start_ray(num_cpus: int | None = None):
-    try:
-        import ray
-    except ImportError:
-        raise SynthError("--engine ray needs Ray: pip install 'synth[ray]' (or pip install 'ray[data]')") from None
+    ray, _ = require("ray", "ray", "ray.data", what="`--engine ray`")
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False

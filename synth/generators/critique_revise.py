@@ -17,13 +17,12 @@ truth: the two views are rebuilt from it atomically when a run starts and ends.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from synth.backends.base import ChatRequest, Completion, Sampling
 from synth.constitution import Constitution, Principle, row_rng, sample_principles
-from synth.parsing import clean_model_text, is_refusal_to_revise
+from synth.parsing import clean_model_text, collapse_whitespace, is_refusal_to_revise
 from synth.prompts import Template
 from synth.rows import InputRow, row_messages, stable_id
 from synth.runs.session import Job, ModelRun, Rejection
@@ -183,7 +182,7 @@ def _revised(state: RowState, completion: Completion, k: int, keep_truncated: bo
         _fail(state, "unparseable", f"{where}: an introduction with no answer after it", revision)
     elif is_refusal_to_revise(revision):
         _fail(state, "refusal_to_revise", f"{where}: the model declined to revise", revision)
-    elif _normalise(revision) == _normalise(state.current):
+    elif collapse_whitespace(revision).lower() == collapse_whitespace(state.current).lower():
         _fail(state, "unchanged", f"{where}: the revision repeats the answer it revises", revision)
     elif (leak := leak_check.leak(revision, state.principles[k], state.prompt)) is not None:
         _fail(state, "leaking", f"{where}: {leak}", revision)
@@ -232,10 +231,6 @@ class LeakCheck:
         if request and self.copied(tokens, self.tokenize(request)):
             return "repeats the request instead of answering it"
         return None
-
-
-def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def _meta(state: RowState, constitution: Constitution, templates: dict[str, Template], cfg: CritiqueReviseConfig) -> dict:

@@ -13,7 +13,8 @@ from typing import Any
 
 from synth.constitution import Constitution
 from synth.generators.pairwise import (GENERATOR, Candidate, Comparison, JudgeConfig, Verdict, all_pairs,
-                                       binarize_best_worst, failed, judge_stream, pair_probability, principles_for)
+                                       binarize_best_worst, draw_principle, failed, judge_stream, pair_probability,
+                                       principles_for)
 from synth.prompts import Template
 
 
@@ -82,18 +83,12 @@ def candidate_rows(rows, path) -> list[CandidateRow]:
 
 
 def comparisons_for(row: CandidateRow, constitution: Constitution, cfg: LabelConfig) -> list[Comparison]:
-    from synth.constitution import row_rng
-
-    usable = principles_for(constitution)
     out = []
     for i, j in all_pairs(len(row.candidates)):
         if row.candidates[i].text.strip() == row.candidates[j].text.strip():
             continue
-        if cfg.all_principles:
-            chosen = usable
-        else:
-            rng = row_rng(cfg.seed, f"{row.id}:{i}:{j}")
-            chosen = rng.choices(usable, weights=[p.weight for p in usable], k=1)
+        chosen = (principles_for(constitution) if cfg.all_principles
+                  else [draw_principle(constitution, cfg.seed, f"{row.id}:{i}:{j}")])
         out += [Comparison(row.id, row.prompt, i, j, p, tuple(row.context)) for p in chosen]
     return out
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from synth.backends.base import ChatRequest, Sampling
-from synth.constitution import Constitution, Principle
+from synth.constitution import Constitution, Principle, row_rng
 from synth.prompts import Template
+from synth.runs.plan import prompt_tokens
+from synth.runs.session import Job
 
 GENERATOR = "label"
 CHOICES = ("A", "B")
@@ -140,6 +142,13 @@ def principles_for(constitution: Constitution) -> list[Principle]:
     return with_question or list(constitution.principles)
 
 
+def draw_principle(constitution: Constitution, seed: int, key: str) -> Principle:
+    """The one principle a pair is judged under: drawn by weight from `principles_for`, seeded by
+    `key` (the pair's or row's id), so the draw doesn't depend on the order pairs are judged in."""
+    usable = principles_for(constitution)
+    return row_rng(seed, key).choices(usable, weights=[p.weight for p in usable], k=1)[0]
+
+
 # -- judging through a run ------------------------------------------------------------------
 
 @dataclass
@@ -156,17 +165,13 @@ def judge_stream(session, comparisons: list[Comparison], texts: dict[str, list[s
     reasoning (CoT) to the letter's log-probabilities to, where there are none, a text answer as
     soon as its request lands; `on_judged(k, (i first, j first))` runs once both orders are in.
     A failed request gives a Verdict with source "error": never a text fallback, never a guess."""
-    from synth.runs.session import Job
-
     orders = [0, 1] if cfg.swap else [0]
     verdicts: dict[int, list] = {k: [None] * len(orders) for k in range(len(comparisons))}
     letter = Sampling(temperature=0.0, max_tokens=1, seed=cfg.seed)
 
     def first_job(k: int, order: int) -> Job:
         c = comparisons[k]
-        first, second = (c.i, c.j) if order == 0 else (c.j, c.i)
-        cands = texts[c.row_id]
-        messages = judge_messages(template, c.prompt, cands[first], cands[second], c.principle, cfg.cot, c.context)
+        messages = order_messages(template, c, texts, order, cfg.cot)
         if cfg.cot:
             return Job(c.row_id, {}, ChatRequest(messages, judge_sampling(True, cfg.seed)), model=cfg.judge,
                        stage=(k, order, "reason", messages, ""))
@@ -207,6 +212,32 @@ def judge_stream(session, comparisons: list[Comparison], texts: dict[str, list[s
     session.stream([first_job(k, order) for k in range(len(comparisons)) for order in orders], on_result)
 
 
+def order_messages(template: Template, c: Comparison, texts: dict[str, list[str]], order: int,
+                   cot: bool) -> list[dict[str, str]]:
+    """The judge's prompt for one order of a comparison: i shown first (order 0) or j first (1)."""
+    first, second = (c.i, c.j) if order == 0 else (c.j, c.i)
+    cands = texts[c.row_id]
+    return judge_messages(template, c.prompt, cands[first], cands[second], c.principle, cot, c.context)
+
+
+def judge_estimate(comparisons: list[Comparison], texts: dict[str, list[str]], template: Template,
+                   cfg: JudgeConfig) -> tuple[int, int, int]:
+    """(requests, prompt tokens, most completion tokens) judging `comparisons` takes: per order, a
+    request for the letter (one token), after one for the reasoning with CoT, which the letter
+    request then repeats. A backend without log-probabilities adds a short text answer per order."""
+    reasoning = judge_sampling(True, cfg.seed).max_tokens
+    requests = prompt = completion = 0
+    for c in comparisons:
+        for order in [0, 1] if cfg.swap else [0]:
+            messages = order_messages(template, c, texts, order, cfg.cot)
+            if cfg.cot:  # the reasoning, then the letter after the (at most `reasoning` tokens) reasoning
+                requests, completion = requests + 2, completion + reasoning + 1
+                prompt += prompt_tokens(messages) + prompt_tokens(follow_up(messages, "")) + reasoning
+            else:
+                requests, prompt, completion = requests + 1, prompt + prompt_tokens(messages), completion + 1
+    return requests, prompt, completion
+
+
 def judge_comparisons(session, comparisons: list[Comparison], texts: dict[str, list[str]], template: Template,
                       cfg: JudgeConfig) -> dict[int, tuple[Verdict, Verdict | None]]:
     """For each comparison (by index): the verdict with i shown first, and with j first."""
@@ -235,72 +266,3 @@ def pair_probability(first: Verdict, second: Verdict | None) -> tuple[float | No
     if second.p_first is None:
         return None, None
     return combine(first.p_first, second.p_first)
-
-
-def bias_report(comparisons: list[Comparison], texts: dict[str, list[str]],
-                verdicts: dict[int, tuple[Verdict, Verdict | None]], human_first: list[int] | None = None) -> dict:
-    """How often the judge prefers the response shown first and the longer one; its consistency.
-    With `human_first` (index of the human's choice per comparison): agreement and calibration."""
-    shown_first, longer, consistent, confident, total = [], [], [], [], 0
-    agreement, bins = [], {}
-    for k, c in enumerate(comparisons):
-        if k not in verdicts or failed(verdicts[k]):
-            continue  # a failed request is not a judgement: left out, and reported as failed
-        first, second = verdicts[k]
-        for verdict in (first, second):
-            if verdict is not None and verdict.p_first is not None and verdict.p_first != 0.5:
-                shown_first.append(verdict.p_first > 0.5)
-        p, ok = pair_probability(first, second)
-        if p is None:
-            continue
-        total += 1
-        consistent.append(bool(ok))
-        pick = None if p == 0.5 else c.i if p > 0.5 else c.j  # a tie picks nothing
-        other = c.j if pick == c.i else c.i
-        cands = texts[c.row_id]
-        if pick is not None and len(cands[pick]) != len(cands[other]):
-            longer.append(len(cands[pick]) > len(cands[other]))
-        confidence = max(p, 1 - p)
-        confident.append(confidence)
-        if human_first is not None:
-            agree = pick is not None and pick == human_first[k]
-            agreement.append(agree)
-            low = min(int(confidence * 10), 9) / 10
-            label = f"{low:.1f}-{low + 0.1:.1f}"
-            hit, n = bins.get(label, (0, 0))
-            bins[label] = (hit + agree, n + 1)
-    rate = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
-    report = {
-        "pairs": len(comparisons), "judged": total,
-        "failed": sum(1 for k in range(len(comparisons)) if k not in verdicts or failed(verdicts[k])),
-        "position_consistency": rate(consistent),
-        "prefers_first_shown": rate(shown_first),
-        "prefers_longer": rate(longer),
-        "mean_confidence": rate(confident),
-    }
-    if human_first is not None:
-        human_longer = [len(texts[c.row_id][human_first[k]]) > len(texts[c.row_id][c.j if human_first[k] == c.i else c.i])
-                        for k, c in enumerate(comparisons)
-                        if len(texts[c.row_id][c.i]) != len(texts[c.row_id][c.j])]
-        report.update({
-            "agreement_with_human": rate(agreement),
-            "human_prefers_longer": rate(human_longer),
-            "human_prefers_first_shown": 0.5,  # both orders are shown, so a human label has no position
-            "calibration": {label: {"pairs": n, "agreement": round(hit / n, 4)} for label, (hit, n) in sorted(bins.items())},
-        })
-    return report
-
-
-def format_bias_report(report: dict) -> str:
-    lines = [f"judged {report['judged']} of {report['pairs']} pairs in both orders"
-             + (f" ({report['failed']} failed: see rejected.jsonl; re-run to retry them)" if report.get("failed") else ""),
-             f"  position consistency: {report['position_consistency']}",
-             f"  prefers the response shown first: {report['prefers_first_shown']} (unbiased: 0.5)",
-             f"  prefers the longer response: {report['prefers_longer']}"
-             + (f" (human labels: {report['human_prefers_longer']})" if "human_prefers_longer" in report else ""),
-             f"  mean confidence: {report['mean_confidence']}"]
-    if "agreement_with_human" in report:
-        lines.append(f"  agreement with the human labels: {report['agreement_with_human']}")
-        for label, cell in report["calibration"].items():
-            lines.append(f"    confidence {label}: {cell['pairs']} pairs, agreement {cell['agreement']}")
-    return "\n".join(lines)

@@ -18,7 +18,6 @@ files are trimmed back to the replayed pool, so a resumed run equals an uninterr
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from synth.backends.base import ChatRequest, Completion, Sampling
 from synth.errors import SynthError
 from synth.filters.heuristics import InstructionHeuristics
-from synth.parsing import parse_instances, parse_numbered_list, parse_yes_no
+from synth.parsing import collapse_whitespace, parse_instances, parse_numbered_list, parse_yes_no
 from synth.prompts import Template
 from synth.rows import read_rows, stable_id
 from synth.runs.session import Job, ModelRun, Rejection
@@ -73,13 +72,13 @@ def load_seeds(path: str | Path) -> list[Seed]:
         clf = data.get("is_classification")
         if clf is not None and not isinstance(clf, bool):
             raise SynthError(f"{path} line {row.line} field 'is_classification': expected true or false")
-        seeds.append(Seed(re.sub(r"\s+", " ", text).strip(),
+        seeds.append(Seed(collapse_whitespace(text),
                           [{"input": str(i.get("input") or ""), "output": str(i["output"])} for i in instances], clf))
     return seeds
 
 
 def normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
+    return collapse_whitespace(text).lower()
 
 
 class InstructionFilter:
@@ -110,7 +109,7 @@ class InstructionFilter:
 
 
 def clean_instruction(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip().rstrip(":").strip()
+    text = collapse_whitespace(text).rstrip(":").strip()
     # The paper's .capitalize() also lowercased the rest (losing "HTML", "Paris"); we only
     # upper-case the first letter.
     return text[:1].upper() + text[1:]

@@ -80,6 +80,8 @@ class RunOptions:
     max_retry_wait: float = 60.0
     progress: bool = True
     argv: list[str] = field(default_factory=list)
+    # How a model spec becomes a backend: the seam where tests put a scripted model.
+    backend_factory: Callable[..., Any] = load_backend
 
 
 @dataclass
@@ -123,7 +125,7 @@ class ModelRun:
             self.ledger = str(self.run.folder.resolve())  # the ledger's name for this run folder
             self.run.spend = lambda: self.cache.spend(self.ledger)
             # One backend per model spec (e.g. a generator and a separate critic), one cache.
-            self.backends = {m: load_backend(m, concurrency=opts.concurrency, api_key=opts.api_key,
+            self.backends = {m: opts.backend_factory(m, concurrency=opts.concurrency, api_key=opts.api_key,
                                              max_attempts=opts.max_retries + 1, timeout=opts.request_timeout,
                                              max_wait=opts.max_retry_wait) for m in models}
         except BaseException:

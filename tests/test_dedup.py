@@ -36,7 +36,11 @@ def test_exact_then_rouge_keep_one_of_each_cluster(tmp_path, write_jsonl):
     assert removed["c"]["duplicate_of"] == "a" and removed["c"]["method"] == "rouge"
     assert removed["c"]["similarity"] == pytest.approx(10 / 13, abs=1e-6) and removed["c"]["row"] == ROWS[2]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["methods"] == ["exact", "rouge"] and manifest["removed_by_method"] == {"exact": 1, "rouge": 1}
+    assert manifest["config"]["methods"] == ["exact", "rouge"] and manifest["removed_by_method"] == {"exact": 1, "rouge": 1}
+    # the same manifest shape as a model run's
+    assert manifest["counts"] == {"input": manifest["counts"]["input"], "written": manifest["counts"]["input"] - 2,
+                                  "rejected": 2, "rejected_by_reason": {"exact": 1, "rouge": 1}}
+    assert manifest["status"] == "complete" and manifest["cost_usd"] == 0.0 and "versions" in manifest
 
 
 def test_keep_by_keeps_the_best_copy(tmp_path, write_jsonl):

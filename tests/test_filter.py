@@ -101,7 +101,8 @@ def test_cli_writes_kept_rows_and_reasons(tmp_path, write_jsonl):
         "img": "blacklist:image"}
     assert read(out / "removed.jsonl")[0]["row"] == ROWS[1] and read(out / "removed.jsonl")[0]["line"] == 2
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["rows_in"] == 6 and manifest["rows_out"] == 1 and manifest["removed_by_reason"]["non_text"] == 1
+    counts = manifest["counts"]
+    assert counts["input"] == 6 and counts["written"] == 1 and counts["rejected_by_reason"]["non_text"] == 1
 
 
 def test_cli_errors(tmp_path, write_jsonl):

@@ -133,7 +133,7 @@ def test_export_under_a_file_is_one_line(tmp_path, write_jsonl):
 
 
 def test_export_permission_denied_is_one_line(tmp_path, write_jsonl, monkeypatch):
-    import synth.cli.export
+    import synth.export.writers
 
     src = write_jsonl([{"prompt": "hi", "completion": "hello"}])
     dest = tmp_path / "out" / "sft.jsonl"
@@ -141,7 +141,7 @@ def test_export_permission_denied_is_one_line(tmp_path, write_jsonl, monkeypatch
     def refuse(splits, path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(synth.cli.export, "write_files", refuse)  # as root, chmod would not refuse
+    monkeypatch.setattr(synth.export.writers, "write_files", refuse)  # as root, chmod would not refuse
     msg = fails("export", "--input", src, "--format", "sft-messages", "--to", dest)
     assert f"cannot write to {dest}: permission denied; choose another --to" in msg
 

@@ -86,15 +86,10 @@ def write_report(run: Path, embedder: str = "minilm") -> Path:
     # rows per step and rejection reasons; tokens and cost
     count_rows, cost_rows, reasons = [], [], Counter()
     for name, folder, manifest in steps:
-        counts = manifest.get("counts") or {}
-        written = counts.get("written", manifest.get("rows_out"))
-        rejected = counts.get("rejected", (manifest.get("rows_in") or 0) - (manifest.get("rows_out") or 0)
-                              if "rows_in" in manifest else None)
-        count_rows.append([name, counts.get("input", manifest.get("rows_in", "")), written if written is not None else "",
-                           rejected if rejected is not None else ""])
-        for source in ("rejected_by_reason", "removed_by_reason", "removed_by_method"):
-            for reason, n in (counts.get(source) or manifest.get(source) or {}).items():
-                reasons[f"{name}: {reason}"] += n
+        counts = manifest.get("counts") or {}  # every step's manifest has the same counts
+        count_rows.append([name, counts.get("input", ""), counts.get("written", ""), counts.get("rejected", "")])
+        for reason, n in (counts.get("rejected_by_reason") or {}).items():
+            reasons[f"{name}: {reason}"] += n
         tokens = manifest.get("tokens") or {}
         per_model = [t for t in tokens.values() if isinstance(t, dict)] if isinstance(tokens, dict) else []
         total_in = sum(t.get("prompt", t.get("input", 0)) for t in per_model)

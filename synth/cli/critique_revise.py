@@ -6,12 +6,20 @@ from pathlib import Path
 
 import click
 
+from synth.backends import Sampling, parse_spec
 from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
+from synth.constitution import Constitution, load_constitution
+from synth.errors import SynthError
+from synth.generators.critique_revise import GENERATOR, CritiqueReviseConfig, critique_revise, prepare_rows
+from synth.prompts import Template, load_template
+from synth.resources import data_dir
+from synth.rows import read_rows
+from synth.runs.plan import dry_run_estimate, prompt_tokens
+from synth.runs.session import ModelRun, RunOptions, check_price
+
 
 def resolve_constitution(value: str) -> Path:
     """A constitution file path, or the name of a shipped one ("harmless")."""
-    from synth.resources import data_dir
-
     path = Path(value)
     if path.exists() or path.suffix in (".yaml", ".yml") or "/" in value:
         return path
@@ -48,13 +56,6 @@ def critique_revise_command(prompts_path, constitution_path, critic, rounds, fie
     revision is empty, unchanged, a refusal to revise, unparseable or leaking go to
     rejected.jsonl with the reason. Re-running resumes.
     """
-    from synth.backends import Sampling, parse_spec
-    from synth.constitution import load_constitution
-    from synth.generators.critique_revise import GENERATOR, CritiqueReviseConfig, critique_revise, prepare_rows
-    from synth.prompts import load_template
-    from synth.rows import read_rows
-    from synth.runs.session import ModelRun
-
     opts = make_run_options("critique-revise", kw)
     critic = critic or model
     parse_spec(model), parse_spec(critic)
@@ -91,29 +92,24 @@ def critique_revise_command(prompts_path, constitution_path, critic, rounds, fie
     print_outcome(outcome)
 
 
-def critique_revise_dry_run(prepared, constitution, templates, cfg, opts) -> str:
-    from synth.backends import ChatRequest
-    from synth.runs.prices import estimate_prompt_tokens
-    from synth.runs.session import check_price
-
+def critique_revise_dry_run(prepared: list, constitution: Constitution, templates: dict[str, Template],
+                            cfg: CritiqueReviseConfig, opts: RunOptions) -> str:
+    """Answers and revisions go to --model, critiques to --critic; each critique and revision
+    shows the prompt, the answer (at most --max-tokens) and the critique template."""
     examples = [e.__dict__ for e in constitution.examples]
-    principle = constitution.principles[0]
-    overhead = estimate_prompt_tokens(ChatRequest([{"role": "user", "content": templates["critique"].render(
-        prompt="", response="", principle=principle, examples=examples)}]))
-    prompt_tokens = completion_tokens = 0
-    for _, _, messages in prepared:
-        base = estimate_prompt_tokens(ChatRequest(messages))
-        answer = cfg.sampling.max_tokens
-        prompt_tokens += base + cfg.rounds * 2 * (overhead + base + answer)
-        completion_tokens += answer + cfg.rounds * (cfg.critique_sampling.max_tokens + cfg.revision_sampling.max_tokens)
-    lines = [f"critique-revise (dry run, no model called): {len(prepared)} prompts x (1 answer + {cfg.rounds} "
-             f"x (critique + revision)) = {len(prepared) * (1 + 2 * cfg.rounds)} requests",
-             f"  at most about {prompt_tokens:,} prompt and {completion_tokens:,} completion tokens"]
-    for spec in dict.fromkeys([cfg.model, cfg.critic]):
-        price = check_price(spec, opts)
-        lines.append(f"  {spec}: " + (f"at most ${price.cost(prompt_tokens, completion_tokens):.4f} if it did everything"
-                                      if price else "price unknown (add it to a price table: --prices FILE)"))
-    return "\n".join(lines)
+    overhead = prompt_tokens([{"role": "user", "content": templates["critique"].render(
+        prompt="", response="", principle=constitution.principles[0], examples=examples)}])
+    n, rounds, answer = len(prepared), cfg.rounds, cfg.sampling.max_tokens
+    prompts = sum(prompt_tokens(messages) for _, _, messages in prepared)
+    per_stage = rounds * (n * (overhead + answer) + prompts)  # all critiques, or all revisions
+    tokens: dict[str, tuple[int, int]] = {}
+    for spec, prompt, completion in (
+            (cfg.model, prompts + per_stage, n * (answer + rounds * cfg.revision_sampling.max_tokens)),
+            (cfg.critic, per_stage, n * rounds * cfg.critique_sampling.max_tokens)):
+        before = tokens.get(spec, (0, 0))
+        tokens[spec] = (before[0] + prompt, before[1] + completion)
+    work = f"{n} prompts x (1 answer + {rounds} x (critique + revision)) = {n * (1 + 2 * rounds)} requests"
+    return dry_run_estimate("critique-revise", work, tokens, {spec: check_price(spec, opts) for spec in tokens})
 
 
 @click.group()
@@ -125,9 +121,6 @@ def constitution() -> None:
 @click.argument("files", nargs=-1, required=True)
 def constitution_validate(files):
     """Report every problem in each constitution FILE (or shipped name), with its path and line."""
-    from synth.constitution import load_constitution
-    from synth.errors import SynthError
-
     failed = 0
     for value in files:
         try:

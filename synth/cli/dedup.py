@@ -10,6 +10,12 @@ from pathlib import Path
 import click
 
 from synth.cli.options import default_output
+from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
+from synth.errors import SynthError
+from synth.extras import check
+from synth.filters.dedup import METHODS, deduplicate
+from synth.filters.types import Removal
+from synth.runs.folder import write_step_manifest
 
 
 @click.command()
@@ -58,11 +64,53 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
     and the similarity. The kept rows are written in the input's form (rows.jsonl, rows.parquet
     or dataset/), in input order.
     """
-    from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
-    from synth.errors import SynthError
-    from synth.filters.dedup import METHODS, deduplicate
-    from synth.runs.folder import write_json_atomic
+    methods, thresholds = parse_methods(method, threshold, {"minhash": minhash_threshold, "rouge": rouge_threshold,
+                                                           "embedding": embedding_threshold})
+    if "minhash" in methods:  # refuse before any input is read
+        check("dedup", "numba", what="`--method minhash`")
+    if "embedding" in methods:
+        from synth.filters.embedders import check_embedder  # numpy: not on `synth --help`'s path
 
+        check_embedder(embedder)
+    started = time.monotonic()
+    rows, lines, form = read_corpus(input_path)
+    field, template = default_text_field(rows[0], field, template)
+    texts = [row_text(row, line, input_path, field, template).strip() for row, line in zip(rows, lines)]
+    order = visit_order(rows, lines, keep_by, input_path)
+    encoder, cache = open_encoder(embedder, vector_cache) if "embedding" in methods else (None, None)
+    options = dict(rouge_threshold=thresholds["rouge"], minhash_threshold=thresholds["minhash"], ngram=ngram,
+                   embedding_threshold=thresholds["embedding"], vector_cache=cache, index_kind=index_kind,
+                   case=not keep_case, punctuation=not keep_punctuation)
+    if engine == "ray":
+        from synth.filters.ray_engine import ray_deduplicate  # ray and numpy: only when asked for
+
+        removals = ray_deduplicate(texts, methods, order, encoder_spec=embedder, **options)
+    else:
+        removals = deduplicate(texts, methods, order, encoder=encoder, progress=sys.stderr.isatty(), **options)
+    vectors = {"cache": str(cache.path), "encoded": cache.encoded, "reused": cache.reused} if cache else None
+    if cache:
+        cache.close()
+    output = output or default_output("dedup")
+    written = write_kept_and_removed(output, rows, texts, removals, form)
+    by_method = {m: sum(r.method == m for r in removals) for m in methods}
+    config = {"input": str(input_path), "form": form, "methods": methods, "minhash_threshold": thresholds["minhash"],
+              "ngram": ngram, "rouge_threshold": thresholds["rouge"],
+              "embedding_threshold": thresholds["embedding"] if encoder else None,
+              "embedder": encoder.name if encoder else None, "index": index_kind if encoder else None,
+              "engine": engine, "field": field, "template": template, "keep_by": keep_by}
+    write_step_manifest(output, "dedup", config, len(rows), len(rows) - len(removals), by_method,
+                        time.monotonic() - started, click.get_current_context().meta.get("synth.argv"),
+                        engine=engine, removed_by_method=by_method, vectors=vectors)
+    click.echo(f"dedup: {len(rows)} rows -> {len(rows) - len(removals)} kept, {len(removals)} removed ("
+               + ", ".join(f"{m}: {n}" for m, n in by_method.items()) + f") · {time.monotonic() - started:.1f} s"
+               + (f"\n  vectors: {vectors['encoded']} encoded, {vectors['reused']} reused from {vectors['cache']}"
+                  if vectors else "")
+               + f"\n  -> {written}\n  removed: {output / 'removed.jsonl'}")
+
+
+def parse_methods(method: str, threshold: float | None, thresholds: dict[str, float]) -> tuple[list[str], dict[str, float]]:
+    """(--method's methods, cheapest first; each thresholded method's threshold, --threshold
+    standing for the one thresholded method chosen)."""
     methods = [m.strip() for m in method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -73,44 +121,34 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
         if len(thresholded) != 1:
             raise SynthError(f"--threshold applies to exactly one of minhash, rouge, embedding; --method {method} has "
                              f"{len(thresholded) or 'none'}: use --minhash-threshold, --rouge-threshold, --embedding-threshold")
-        minhash_threshold, rouge_threshold, embedding_threshold = (
-            threshold if m == thresholded[0] else old for m, old in
-            (("minhash", minhash_threshold), ("rouge", rouge_threshold), ("embedding", embedding_threshold)))
-    if "embedding" in methods:
-        from synth.filters.embedders import check_embedder
+        thresholds = {**thresholds, thresholded[0]: threshold}
+    return methods, thresholds
 
-        check_embedder(embedder)
-    started = time.monotonic()
-    rows, lines, form = read_corpus(input_path)
-    field, template = default_text_field(rows[0], field, template)
-    texts = [row_text(row, line, input_path, field, template).strip() for row, line in zip(rows, lines)]
+
+def visit_order(rows: list[dict], lines: list[int], keep_by: str | None, input_path: Path) -> list[int]:
+    """The order rows are visited in, so the first of a cluster is kept: input order, or the
+    highest --keep-by first (ties in input order)."""
     order = list(range(len(rows)))
     if keep_by:
         for row, line in zip(rows, lines):
             if not isinstance(row.get(keep_by), (int, float)) or isinstance(row.get(keep_by), bool):
                 raise SynthError(f"{input_path} line {line}: --keep-by '{keep_by}' needs a number in every row")
         order.sort(key=lambda i: -rows[i][keep_by])  # stable: ties keep input order
-    encoder = cache = None
-    if "embedding" in methods:  # after the input is known good: the first use distils
-        from synth.filters.embedders import load_encoder
-        from synth.filters.embedding import open_vector_cache
+    return order
 
-        encoder = load_encoder(embedder, progress=True)
-        cache = open_vector_cache(vector_cache)
-    options = dict(rouge_threshold=rouge_threshold, minhash_threshold=minhash_threshold, ngram=ngram,
-                   embedding_threshold=embedding_threshold, vector_cache=cache, index_kind=index_kind,
-                   case=not keep_case, punctuation=not keep_punctuation)
-    if engine == "ray":
-        from synth.filters.ray_engine import ray_deduplicate
 
-        removals = ray_deduplicate(texts, methods, order, encoder_spec=embedder, **options)
-    else:
-        removals = deduplicate(texts, methods, order, encoder=encoder, progress=sys.stderr.isatty(), **options)
-    vectors = {"cache": str(cache.path), "encoded": cache.encoded, "reused": cache.reused} if cache else None
-    if cache:
-        cache.close()
+def open_encoder(embedder: str, vector_cache: Path | None):
+    """(the sentence encoder, the vector cache) for --method embedding; called once the input is
+    known good, since the first use of 'static' distils it."""
+    from synth.filters.embedders import load_encoder  # numpy, and the encoder's own libraries
+    from synth.filters.embedding import open_vector_cache
+
+    return load_encoder(embedder, progress=True), open_vector_cache(vector_cache)
+
+
+def write_kept_and_removed(output: Path, rows: list[dict], texts: list[str], removals: list[Removal], form: str) -> Path:
+    """The kept rows in the input's form, and removed.jsonl naming each removed row's kept copy."""
     ids = [row_id(row, text) for row, text in zip(rows, texts)]
-    output = output or default_output("dedup")
     output.mkdir(parents=True, exist_ok=True)
     removed_index = {r.index for r in removals}
     written = write_corpus([row for k, row in enumerate(rows) if k not in removed_index], output, form)
@@ -119,17 +157,4 @@ def dedup(input_path, output, field, template, method, threshold, minhash_thresh
             handle.write(json.dumps({"id": ids[r.index], "duplicate_of": ids[r.duplicate_of], "method": r.method,
                                      "similarity": round(r.similarity, 6), "row": rows[r.index]},
                                     ensure_ascii=False, default=str) + "\n")
-    by_method = {m: sum(r.method == m for r in removals) for m in methods}
-    write_json_atomic(output / "manifest.json", {
-        "command": "dedup", "input": str(input_path), "form": form, "methods": methods, "minhash_threshold": minhash_threshold,
-        "ngram": ngram, "rouge_threshold": rouge_threshold,
-        "embedding_threshold": embedding_threshold if encoder else None, "embedder": encoder.name if encoder else None,
-        "index": index_kind if encoder else None, "vectors": vectors, "engine": engine,
-        "field": field, "template": template, "keep_by": keep_by, "rows_in": len(rows),
-        "rows_out": len(rows) - len(removals), "removed_by_method": by_method,
-        "wall_seconds": round(time.monotonic() - started, 3)})
-    click.echo(f"dedup: {len(rows)} rows -> {len(rows) - len(removals)} kept, {len(removals)} removed ("
-               + ", ".join(f"{m}: {n}" for m, n in by_method.items()) + f") · {time.monotonic() - started:.1f} s"
-               + (f"\n  vectors: {vectors['encoded']} encoded, {vectors['reused']} reused from {vectors['cache']}"
-                  if vectors else "")
-               + f"\n  -> {written}\n  removed: {output / 'removed.jsonl'}")
+    return written

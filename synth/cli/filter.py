@@ -10,40 +10,10 @@ from pathlib import Path
 import click
 
 from synth.cli.options import default_output
-
-RESPONSE_FIELDS = ("output", "completion", "response", "answer", "chosen")
-
-
-def row_response(row: dict, field: str | None) -> str | None:
-    """The row's response: the named field, else the first of RESPONSE_FIELDS that is a string,
-    else the last assistant turn of `messages`; None when the row has none."""
-    if field:
-        value = row.get(field)
-        return value if isinstance(value, str) else None
-    for name in RESPONSE_FIELDS:
-        if isinstance(row.get(name), str):
-            return row[name]
-    messages = row.get("messages")
-    if isinstance(messages, list):
-        turns = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
-        if turns and isinstance(turns[-1], str):
-            return turns[-1]
-    return None
-
-
-def read_word_list(value: str | None) -> tuple[str, ...]:
-    """Comma-separated words, or @FILE with one word or phrase per line (# comments)."""
-    from synth.errors import SynthError
-
-    if not value:
-        return ()
-    if value.startswith("@"):
-        path = Path(value[1:])
-        if not path.is_file():
-            raise SynthError(f"{path}: no such word list file (give @FILE with one word or phrase per line)")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return tuple(w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#"))
-    return tuple(w.strip() for w in value.split(",") if w.strip())
+from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
+from synth.errors import SynthError
+from synth.filters.quality import QualityFilter, read_word_list, row_response
+from synth.runs.folder import write_step_manifest
 
 
 @click.command(name="filter")
@@ -83,11 +53,6 @@ def filter_command(input_path, output, field, template, output_field, min_words,
     output_non_text), blacklist:WORD, not_allowlisted, empty_output and refusal_only (an answer
     that only apologises or declines). Kept rows are written in the input's form, in input order.
     """
-    from synth.corpus import default_text_field, read_corpus, row_id, row_text, write_corpus
-    from synth.errors import SynthError
-    from synth.filters.quality import QualityFilter
-    from synth.runs.folder import write_json_atomic
-
     if max_words is not None and max_words < min_words:
         raise SynthError(f"--max-words {max_words} is below --min-words {min_words}")
     if max_chars is not None and max_chars < min_chars:
@@ -102,7 +67,7 @@ def filter_command(input_path, output, field, template, output_field, min_words,
     texts = [row_text(row, line, input_path, field, template).strip() for row, line in zip(rows, lines)]
     responses = [row_response(row, output_field) for row in rows]
     if engine == "ray":
-        from synth.filters.ray_engine import ray_filter_reasons
+        from synth.filters.ray_engine import ray_filter_reasons  # ray and numpy: only when asked for
 
         found = ray_filter_reasons(texts, responses, quality)
     else:
@@ -119,11 +84,11 @@ def filter_command(input_path, output, field, template, output_field, min_words,
             removed.write(json.dumps({"id": row_id(row, text), "reason": reason, "line": line, "row": row},
                                      ensure_ascii=False, default=str) + "\n")
     written = write_corpus(kept, output, form)
-    write_json_atomic(output / "manifest.json", {
-        "command": "filter", "input": str(input_path), "form": form, "field": field, "template": template,
-        "output_field": output_field, "filters": {k: v for k, v in vars(quality).items() if not k.startswith("_")},
-        "engine": engine, "rows_in": len(rows), "rows_out": len(kept), "removed_by_reason": dict(reasons.most_common()),
-        "wall_seconds": round(time.monotonic() - started, 3)})
+    config = {"input": str(input_path), "form": form, "field": field, "template": template,
+              "output_field": output_field, "filters": {k: v for k, v in vars(quality).items() if not k.startswith("_")},
+              "engine": engine}
+    write_step_manifest(output, "filter", config, len(rows), len(kept), dict(reasons), time.monotonic() - started,
+                        click.get_current_context().meta.get("synth.argv"), engine=engine)
     click.echo(f"filter: {len(rows)} rows -> {len(kept)} kept, {len(rows) - len(kept)} removed"
                + (" (" + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()) + ")" if reasons else "")
                + f"\n  -> {written}\n  removed: {output / 'removed.jsonl'}")

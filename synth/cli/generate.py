@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import click
 
+from synth.backends import Sampling, parse_spec
 from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
+from synth.generators.respond import GENERATOR, prepare_requests, respond_candidates, response_row
+from synth.rows import read_rows
+from synth.runs.plan import dry_run_estimate, prompt_tokens
+from synth.runs.session import Job, ModelRun, RunOptions, check_price, execute
 
 
 @click.command(epilog=EXIT_CODES)
@@ -34,11 +40,6 @@ def generate(input_path, field, system, temperature, top_p, max_tokens, seed, mo
     reason. Re-running the same command resumes: finished rows are skipped and cached
     responses are reused, so nothing is paid for twice.
     """
-    from synth.backends import Sampling, parse_spec
-    from synth.generators.respond import GENERATOR, prepare_requests, response_row
-    from synth.rows import read_rows
-    from synth.runs.session import Job, execute
-
     opts = make_run_options("generate", kw)
     # Everything a user can get wrong is checked before the model is loaded or called.
     parse_spec(model)
@@ -81,11 +82,6 @@ def respond(prompts_path, models, temperatures, n, field, max_tokens, seed, **kw
     parameters and sample index. Cut-off, empty or failed samples are left out; a prompt with
     fewer than two usable candidates goes to rejected.jsonl.
     """
-    from synth.backends import Sampling, parse_spec
-    from synth.generators.respond import prepare_requests, respond_candidates
-    from synth.rows import read_rows
-    from synth.runs.session import ModelRun
-
     opts = make_run_options("respond", kw)
     for spec in models:
         parse_spec(spec)
@@ -98,9 +94,7 @@ def respond(prompts_path, models, temperatures, n, field, max_tokens, seed, **kw
     identity = {"input": str(Path(prompts_path).resolve()), "models": list(models), "temperatures": list(temperatures),
                 "n": n, "max_tokens": max_tokens, "seed": seed, "field": field}
     if opts.dry_run:
-        click.echo(f"respond (dry run, no model called): {len(prepared)} prompts x {len(variants)} variants x {n} "
-                   f"samples = {len(prepared) * len(variants) * n} requests, at most "
-                   f"{len(prepared) * len(variants) * n * max_tokens:,} completion tokens")
+        click.echo(respond_dry_run(prepared, models, len(temperatures), n, max_tokens, opts))
         return
     session = ModelRun("respond", identity, {**identity, "input_rows": len(rows)}, list(models), opts)
     session.skipped = sum(1 for p in prepared if p[0] in session.run.done)
@@ -109,3 +103,15 @@ def respond(prompts_path, models, temperatures, n, field, max_tokens, seed, **kw
         respond_candidates(session, prepared, variants, n)
     outcome = session.close()
     print_outcome(outcome)
+
+
+def respond_dry_run(prepared: list, models: tuple[str, ...], temperatures: int, n: int, max_tokens: int,
+                    opts: RunOptions) -> str:
+    """Each --model is sent every prompt n times per temperature."""
+    per_model = temperatures * n
+    prompts = sum(prompt_tokens(messages) for _, _, messages in prepared)
+    tokens = {spec: (prompts * per_model * times, len(prepared) * per_model * times * max_tokens)
+              for spec, times in Counter(models).items()}
+    requests = len(prepared) * len(models) * per_model
+    work = f"{len(prepared)} prompts x {len(models) * temperatures} variants x {n} samples = {requests} requests"
+    return dry_run_estimate("respond", work, tokens, {spec: check_price(spec, opts) for spec in tokens})

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 from synth.errors import SynthError
@@ -65,9 +66,26 @@ def load_recipe(path: Path, commands: dict | None = None) -> Recipe:
     """Parse and check a recipe against the CLI's `commands` (name -> click command; the whole
     `synth` group's when None); every error names `path` and the line."""
     if commands is None:
-        import click
-
         commands = click.get_current_context().find_root().command.commands
+    top = _top_level(path)
+    recipe = Recipe(path, str(_plain(top["name"][0])) if "name" in top else path.stem,
+                    _plain(top["input"][0]) if "input" in top else None,
+                    _plain(top["model"][0]) if "model" in top else None)
+    names: list[str] = []
+    for node in top["steps"][0].value:
+        recipe.steps.append(_step(path, node, names, commands))
+    first = recipe.steps[0]
+    source = first.input or recipe.input
+    if source is None and first.command != "self-instruct":
+        raise SynthError(f"{path} line {first.line}: the first step needs an input: give 'input:' in the recipe or the step")
+    if source is not None and not resolve(recipe, source).exists():
+        raise SynthError(f"{path} line {first.input_line or top.get('input', (None, first.line))[1]}: "
+                         f"input file '{source}' does not exist")
+    return recipe
+
+
+def _top_level(path: Path) -> dict[str, tuple[yaml.Node, int]]:
+    """The recipe's top-level keys: {key: (its YAML node, its line)}, checked."""
     if not path.is_file():
         raise SynthError(f"{path}: no such recipe file")
     try:
@@ -85,55 +103,51 @@ def load_recipe(path: Path, commands: dict | None = None) -> Recipe:
                          "model, steps)")
     if "steps" not in top or not isinstance(top["steps"][0], yaml.SequenceNode) or not top["steps"][0].value:
         raise SynthError(f"{path}: 'steps' must be a non-empty list of steps")
-    recipe = Recipe(path, str(_plain(top["name"][0])) if "name" in top else path.stem,
-                    _plain(top["input"][0]) if "input" in top else None,
-                    _plain(top["model"][0]) if "model" in top else None)
-    names: list[str] = []
-    for node in top["steps"][0].value:
-        line = node.start_mark.line + 1
-        if not isinstance(node, yaml.MappingNode):
-            raise SynthError(f"{path} line {line}: each step is a mapping with 'step: COMMAND'")
-        items = {k.value: (_plain(v), k.start_mark.line + 1) for k, v in node.value}
-        if "step" not in items:
-            raise SynthError(f"{path} line {line}: this step has no 'step:' (one of {', '.join(STEPS)})")
-        command = items["step"][0]
-        if command not in STEPS:
-            raise SynthError(f"{path} line {items['step'][1]}: unknown step '{command}' (one of {', '.join(STEPS)})")
-        name = str(items["name"][0]) if "name" in items else command
-        if name in names:
-            name = f"{name}-{len(names) + 1}"
-        names.append(name)
-        known = option_names(commands[command])
-        options, lines = {}, {}
-        for key, (value, key_line) in items.items():
-            if key in RESERVED:
-                continue
-            option = "--" + key.replace("_", "-")
-            if option not in known or option in ("--output", "--input", INPUT_OPTION.get(command)):
-                raise SynthError(f"{path} line {key_line}: step '{name}' ({command}) has no option '{key}'"
-                                 + ("; the runner sets it" if option in known else
-                                    f" (options: {', '.join(sorted(k[2:] for k in known))})"))
-            options[option], lines[option] = value, key_line
-        step = Step(command, name, line, options, lines)
-        if "input" in items:
-            step.input, step.input_line = str(items["input"][0]), items["input"][1]
-            if step.input not in names[:-1] and not (path.parent / step.input).exists() and not Path(step.input).exists():
-                raise SynthError(f"{path} line {step.input_line}: input '{step.input}' is neither an earlier step "
-                                 f"({', '.join(names[:-1]) or 'none yet'}) nor a file")
-        recipe.steps.append(step)
-    first = recipe.steps[0]
-    source = first.input or recipe.input
-    if source is None and first.command != "self-instruct":
-        raise SynthError(f"{path} line {first.line}: the first step needs an input: give 'input:' in the recipe or the step")
-    if source is not None and not resolve(recipe, source).exists():
-        raise SynthError(f"{path} line {first.input_line or top.get('input', (None, first.line))[1]}: "
-                         f"input file '{source}' does not exist")
-    return recipe
+    return top
+
+
+def _step(path: Path, node: yaml.Node, names: list[str], commands: dict) -> Step:
+    """One step, checked: a known command, its own options, an input that is an earlier step
+    (of `names`, to which its name is added) or a file."""
+    line = node.start_mark.line + 1
+    if not isinstance(node, yaml.MappingNode):
+        raise SynthError(f"{path} line {line}: each step is a mapping with 'step: COMMAND'")
+    items = {k.value: (_plain(v), k.start_mark.line + 1) for k, v in node.value}
+    if "step" not in items:
+        raise SynthError(f"{path} line {line}: this step has no 'step:' (one of {', '.join(STEPS)})")
+    command = items["step"][0]
+    if command not in STEPS:
+        raise SynthError(f"{path} line {items['step'][1]}: unknown step '{command}' (one of {', '.join(STEPS)})")
+    name = str(items["name"][0]) if "name" in items else command
+    if name in names:
+        name = f"{name}-{len(names) + 1}"
+    names.append(name)
+    step = Step(command, name, line, *_options(path, name, command, items, option_names(commands[command])))
+    if "input" in items:
+        step.input, step.input_line = str(items["input"][0]), items["input"][1]
+        if step.input not in names[:-1] and not (path.parent / step.input).exists() and not Path(step.input).exists():
+            raise SynthError(f"{path} line {step.input_line}: input '{step.input}' is neither an earlier step "
+                             f"({', '.join(names[:-1]) or 'none yet'}) nor a file")
+    return step
+
+
+def _options(path: Path, name: str, command: str, items: dict[str, tuple[Any, int]],
+             known: set[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    """The step's options as the command's flags (--key), and the line of each."""
+    options, lines = {}, {}
+    for key, (value, key_line) in items.items():
+        if key in RESERVED:
+            continue
+        option = "--" + key.replace("_", "-")
+        if option not in known or option in ("--output", "--input", INPUT_OPTION.get(command)):
+            raise SynthError(f"{path} line {key_line}: step '{name}' ({command}) has no option '{key}'"
+                             + ("; the runner sets it" if option in known else
+                                f" (options: {', '.join(sorted(k[2:] for k in known))})"))
+        options[option], lines[option] = value, key_line
+    return options, lines
 
 
 def option_names(command) -> set[str]:
-    import click
-
     return {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts + p.secondary_opts
             if opt.startswith("--")}
 

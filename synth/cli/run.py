@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
+from synth.analysis.report import write_report
+from synth.extras import MissingExtra
 from synth.cli.options import default_output
+from synth.cli.recipe import PREFERENCE_STEPS, Recipe, Step, load_recipe, option_names, resolve, step_argv, step_rows
+from synth.corpus import check_writable
+from synth.errors import SynthError
+from synth.export.formats import PREFERENCE_FORMATS
+from synth.runs.folder import lock_folder, write_json_atomic
 
 # exit codes of a step that still leave usable rows: 0 (all rows), 1 (some requests failed after
 # retries). A step that exited 1 is recorded "partial", not "done": the recipe goes on with its
@@ -18,9 +26,11 @@ STATUS = {0: "done", 1: "partial"}
 
 
 def run_step(argv: list[str]) -> int:
-    """One synth command in this process; its exit code (its own errors are printed by the group)."""
+    """One synth command in this process; its exit code (its own errors are printed by the group).
+    The step gets this invocation's context object (e.g. the backend factory tests put behind it)."""
+    root = click.get_current_context().find_root()
     try:
-        click.get_current_context().find_root().command.main(args=argv, prog_name="synth", standalone_mode=False)
+        root.command.main(args=argv, prog_name="synth", standalone_mode=False, obj=root.obj)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
     except click.exceptions.Exit as exc:
@@ -51,99 +61,137 @@ def run_recipe(recipe_path, output, report):
     recipe is checked before any step runs: unknown steps or options and missing inputs are
     errors naming the recipe line. See recipes/ for examples.
     """
-    from synth.corpus import check_writable
-    from synth.errors import SynthError
-    from synth.export.formats import PREFERENCE_FORMATS
-    from synth.cli.recipe import PREFERENCE_STEPS, load_recipe, option_names, resolve, step_argv, step_rows
-    from synth.runs.folder import lock_folder, write_json_atomic
-
     recipe = load_recipe(recipe_path)
     output = output or default_output(recipe.name)
     check_writable(output, "--output")
     # One recipe run per folder; released however this command ends (click closes its context).
     click.get_current_context().call_on_close(lock_folder(output).close)
-    manifest_path = output / "manifest.json"
-    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    done = {s["name"]: s for s in previous.get("steps", []) if s.get("status") == "done"}
-    earlier_argv = {s["name"]: s.get("argv") for s in previous.get("steps", [])}
-    rerun = False  # once a step runs again, every later step does too: its input changed
-    manifest = {"command": "run", "recipe": str(recipe_path), "name": recipe.name, "steps": [],
-                "started_at": previous.get("started_at") or time.strftime("%Y-%m-%dT%H:%M:%S")}
-    folders: dict[str, tuple[str, Path]] = {}
-    last: str | None = None
-    exports: list[str] = []
-    partial: list[str] = []
+    state = RecipeRun.start(recipe, Path(recipe_path), output)
     for k, step in enumerate(recipe.steps):
-        folder = output / f"{k + 1:02d}-{step.name}"
+        state.run(k, step)
+    click.echo(state.finish(report))
+    if state.partial:
+        raise SystemExit(1)  # as a single command: 1 = some requests failed, re-run to retry them
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass
+class RecipeRun:
+    """One `synth run` in its folder: the manifest it writes, what an earlier run of the recipe
+    finished (skipped when unchanged), each step's folder, and what to report at the end."""
+
+    recipe: Recipe
+    recipe_path: Path
+    output: Path
+    manifest: dict
+    done: dict[str, dict]  # steps an earlier run finished, by name
+    earlier_argv: dict[str, list[str] | None]
+    rerun: bool = False  # once a step runs again, every later step does too: its input changed
+    folders: dict[str, tuple[str, Path]] = field(default_factory=dict)  # step name -> (command, folder)
+    last: str | None = None  # the last step whose rows the next step reads by default
+    exports: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, recipe: Recipe, recipe_path: Path, output: Path) -> "RecipeRun":
+        path = output / "manifest.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        manifest = {"command": "run", "recipe": str(recipe_path), "name": recipe.name, "steps": [],
+                    "started_at": previous.get("started_at") or now()}
+        return cls(recipe, recipe_path, output, manifest,
+                   done={s["name"]: s for s in previous.get("steps", []) if s.get("status") == "done"},
+                   earlier_argv={s["name"]: s.get("argv") for s in previous.get("steps", [])})
+
+    def run(self, k: int, step: Step) -> None:
+        """Run step k (or skip it: done earlier with the same command line) and note its files."""
+        folder = self.output / f"{k + 1:02d}-{step.name}"
+        source = self.source(step)
+        argv = self.argv(step, folder, source)
+        where = f"[{k + 1}/{len(self.recipe.steps)}] {step.name}"
+        if not self.rerun and step.name in self.done and self.done[step.name].get("argv") == argv:
+            click.echo(f"{where}: done earlier, skipped")
+            self.manifest["steps"].append(self.done[step.name])
+        else:
+            click.echo(f"{where}: synth {' '.join(argv)}")
+            if self.execute(step, folder, argv, source) != 0:
+                click.echo(f"{where}: some requests failed; going on with the rows it has (running the same "
+                           "command again retries the failed ones and redoes later steps)")
+        self.folders[step.name] = (step.command, folder)
+        if step.command == "export":
+            self.exports += [f"{step.options.get('--format')}: {p}" for p in sorted(folder.iterdir())
+                             if p.name != "README.md" and not p.name.endswith(".README.md")]
+        else:
+            self.last = step.name
+
+    def source(self, step: Step) -> Path | None:
+        """The step's input: a named step's rows, a path, the previous step's rows, or the recipe's input."""
         wants_preference = step.command in PREFERENCE_STEPS or (
             step.command == "export" and step.options.get("--format") in PREFERENCE_FORMATS)
-        if step.input in folders:
-            command, source_folder = folders[step.input]
-            source = step_rows(command, source_folder, wants_preference)
-        elif step.input:
-            source = resolve(recipe, step.input)
-        elif last is not None:
-            command, source_folder = folders[last]
-            source = step_rows(command, source_folder, wants_preference)
-        else:
-            source = resolve(recipe, recipe.input) if recipe.input else None
-        argv = step_argv(recipe, step, folder, source)
+        name = step.input if step.input in self.folders else (None if step.input else self.last)
+        if name is not None:
+            command, folder = self.folders[name]
+            return step_rows(command, folder, wants_preference)
+        value = step.input or self.recipe.input
+        return resolve(self.recipe, value) if value else None
+
+    def argv(self, step: Step, folder: Path, source: Path | None) -> list[str]:
+        """The step's command line; with --overwrite where it must be redone over its old rows."""
+        argv = step_argv(self.recipe, step, folder, source)
         if source is not None and source.is_file() and source.stat().st_size == 0:
-            raise SynthError(f"{recipe_path} line {step.line}: step '{step.name}' has no input rows: {source} is empty "
-                             f"(see rejected.jsonl beside it for why the previous step kept nothing)")
+            raise SynthError(f"{self.recipe_path} line {step.line}: step '{step.name}' has no input rows: {source} is "
+                             f"empty (see rejected.jsonl beside it for why the previous step kept nothing)")
         # The recipe changed this step, or an earlier step ran again (so this step's input may hold
         # other rows): redo it; the response cache makes what is unchanged free. Not for export,
         # whose --overwrite means "replace files synth did not write": it replaces its own anyway.
-        if step.command != "export" and "--overwrite" in option_names(click.get_current_context().find_root().command.commands[step.command]) \
-                and folder.exists() and (rerun or earlier_argv.get(step.name) not in (None, argv)):
+        commands = click.get_current_context().find_root().command.commands
+        if step.command != "export" and "--overwrite" in option_names(commands[step.command]) and folder.exists() \
+                and (self.rerun or self.earlier_argv.get(step.name) not in (None, argv)):
             argv.append("--overwrite")
-        record = {"name": step.name, "command": step.command, "folder": folder.name, "argv": argv,
-                  "input": str(source) if source else None}
-        if not rerun and step.name in done and done[step.name].get("argv") == argv:
-            click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: done earlier, skipped")
-            manifest["steps"].append(done[step.name])
-        else:
-            click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: synth {' '.join(argv)}")
-            rerun = True
-            started = time.monotonic()
-            manifest["steps"].append({**record, "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            write_json_atomic(manifest_path, manifest)
-            folder.mkdir(parents=True, exist_ok=True)
-            code = run_step(argv)
-            manifest["steps"][-1].update(exit_code=code, wall_seconds=round(time.monotonic() - started, 3),
-                                         ended_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                         status=STATUS.get(code, "failed"))
-            write_json_atomic(manifest_path, manifest)
-            if code not in USABLE_EXITS:
-                raise SynthError(f"{recipe_path}: step '{step.name}' (line {step.line}) stopped with exit code {code}; "
-                                 f"fix it and run the same command again to resume from this step")
-            if code != 0:
-                partial.append(step.name)
-                click.echo(f"[{k + 1}/{len(recipe.steps)}] {step.name}: some requests failed; going on with the rows "
-                           "it has (running the same command again retries the failed ones and redoes later steps)")
-        folders[step.name] = (step.command, folder)
-        if step.command == "export":
-            exports += [f"{step.options.get('--format')}: {p}" for p in sorted(folder.iterdir())
-                        if p.name != "README.md" and not p.name.endswith(".README.md")]
-        else:
-            last = step.name
-    manifest["ended_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    write_json_atomic(manifest_path, manifest)
-    if partial:
-        lines = [f"recipe {recipe.name}: {len(recipe.steps)} steps run, {len(partial)} partial "
-                 f"({', '.join(partial)}: some requests failed) -> {output}"]
-    else:
-        lines = [f"recipe {recipe.name}: {len(recipe.steps)} steps done -> {output}"]
-    lines += [f"  {path}" for path in exports]
-    if report:
-        from synth.analysis.report import write_report
+        return argv
 
-        lines.append(f"  report: {write_report(output)}")
-    if partial:
-        lines.append(f"  run the same command again to retry what failed (from step '{partial[0]}' on)")
-    click.echo("\n".join(lines))
-    if partial:
-        raise SystemExit(1)  # as a single command: 1 = some requests failed, re-run to retry them
+    def execute(self, step: Step, folder: Path, argv: list[str], source: Path | None) -> int:
+        """Run the step's command, recording it in the manifest before and after; its exit code. An
+        error unless it left usable rows (a partial step is noted, and the recipe goes on)."""
+        self.rerun = True
+        started = time.monotonic()
+        self.manifest["steps"].append({"name": step.name, "command": step.command, "folder": folder.name,
+                                       "argv": argv, "input": str(source) if source else None,
+                                       "status": "running", "started_at": now()})
+        write_json_atomic(self.output / "manifest.json", self.manifest)
+        folder.mkdir(parents=True, exist_ok=True)
+        code = run_step(argv)
+        self.manifest["steps"][-1].update(exit_code=code, wall_seconds=round(time.monotonic() - started, 3),
+                                          ended_at=now(), status=STATUS.get(code, "failed"))
+        write_json_atomic(self.output / "manifest.json", self.manifest)
+        if code not in USABLE_EXITS:
+            raise SynthError(f"{self.recipe_path}: step '{step.name}' (line {step.line}) stopped with exit code "
+                             f"{code}; fix it and run the same command again to resume from this step")
+        if code != 0:
+            self.partial.append(step.name)
+        return code
+
+    def finish(self, report: bool) -> str:
+        """Close the manifest (and write report.html); the summary."""
+        self.manifest["ended_at"] = now()
+        write_json_atomic(self.output / "manifest.json", self.manifest)
+        steps, name = len(self.recipe.steps), self.recipe.name
+        if self.partial:
+            lines = [f"recipe {name}: {steps} steps run, {len(self.partial)} partial "
+                     f"({', '.join(self.partial)}: some requests failed) -> {self.output}"]
+        else:
+            lines = [f"recipe {name}: {steps} steps done -> {self.output}"]
+        lines += [f"  {path}" for path in self.exports]
+        if report:
+            try:
+                lines.append(f"  report: {write_report(self.output)}")
+            except MissingExtra as exc:  # the rows are made; only the page needs matplotlib
+                lines.append(f"  report: skipped ({exc.message})")
+        if self.partial:
+            lines.append(f"  run the same command again to retry what failed (from step '{self.partial[0]}' on)")
+        return "\n".join(lines)
 
 
 @click.command(name="report")
@@ -158,6 +206,4 @@ def report_command(run_dir, embedder):
     2-D projection coloured by step), tokens and cost per step, and sample rows side by side.
     Plots are embedded PNGs: the file opens offline and can be mailed as is.
     """
-    from synth.analysis.report import write_report
-
     click.echo(f"report: {write_report(run_dir, embedder)}")

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import click
 
+from synth.analysis.stats import diversity_table, format_stats, instruction_stats
 from synth.cli.options import default_output
+from synth.corpus import default_text_field, read_corpus, row_text, write_corpus
+from synth.generators.self_instruct import load_seeds
+from synth.runs.folder import read_jsonl, write_step_manifest
 
 
 def embedding_options(command):
@@ -30,8 +34,7 @@ def embedding_options(command):
 
 def corpus_vectors(path: Path, field, template, embedder, vector_cache):
     """(rows, texts, vectors, form): read a corpus, build each row's text, embed it (cached)."""
-    from synth.corpus import default_text_field, read_corpus, row_text
-    from synth.filters.embedders import check_embedder, load_encoder
+    from synth.filters.embedders import check_embedder, load_encoder  # numpy: not on `synth --help`'s path
     from synth.filters.embedding import encode_cached, open_vector_cache
 
     check_embedder(embedder)
@@ -69,9 +72,7 @@ def select(input_path, n, output, per_cluster, clusters, seed, field, template, 
     """
     import numpy as np
 
-    from synth.corpus import write_corpus
     from synth.filters.diversity import kmeans_labels, select_diverse
-    from synth.runs.folder import write_json_atomic
 
     started = time.monotonic()
     rows, texts, vectors, form = corpus_vectors(input_path, field, template, embedder, vector_cache)
@@ -84,11 +85,12 @@ def select(input_path, n, output, per_cluster, clusters, seed, field, template, 
     output.mkdir(parents=True, exist_ok=True)
     written = write_corpus(kept, output, form)
     sizes = np.bincount(labels, minlength=clusters)
-    write_json_atomic(output / "manifest.json", {
-        "command": "select", "input": str(input_path), "form": form, "n": n, "per_cluster": per_cluster,
-        "clusters": int(clusters), "seed": seed, "embedder": embedder, "rows_in": len(rows), "rows_out": len(kept),
-        "cluster_sizes": sizes.tolist(), "kept_per_cluster": np.bincount(labels[picked], minlength=clusters).tolist(),
-        "wall_seconds": round(time.monotonic() - started, 3)})
+    config = {"input": str(input_path), "form": form, "n": n, "per_cluster": per_cluster, "clusters": int(clusters),
+              "seed": seed, "embedder": embedder}
+    write_step_manifest(output, "select", config, len(rows), len(kept), {"not_selected": len(rows) - len(kept)},
+                        time.monotonic() - started, click.get_current_context().meta.get("synth.argv"),
+                        cluster_sizes=sizes.tolist(),
+                        kept_per_cluster=np.bincount(labels[picked], minlength=clusters).tolist())
     click.echo(f"select: {len(rows)} rows -> {len(kept)} most diverse ({clusters} k-means clusters"
                + (", picked within each" if per_cluster else "") + f") · {time.monotonic() - started:.1f} s"
                + f"\n  -> {written}")
@@ -116,8 +118,6 @@ def stats(paths, seeds_path, diversity, clusters, field, template, embedder, vec
     its nearest neighbour (mean and histogram: lower is more diverse), distinct-1/2 (share of
     distinct word uni- and bigrams) and the sizes of k-means clusters; with two paths, side by side.
     """
-    from synth.analysis.stats import diversity_table, format_stats
-
     results = []
     for path in paths:
         result = dataset_stats(path, seeds_path)
@@ -139,10 +139,6 @@ def stats(paths, seeds_path, diversity, clusters, field, template, embedder, vec
 
 
 def dataset_stats(path: Path, seeds_path: Path | None) -> dict:
-    from synth.generators.self_instruct import load_seeds
-    from synth.analysis.stats import instruction_stats
-    from synth.runs.folder import read_jsonl
-
     rejected, kept = [], None
     if path.is_dir() and (path / "rows.jsonl").exists():  # a run folder
         manifest_path = path / "manifest.json"
@@ -153,8 +149,6 @@ def dataset_stats(path: Path, seeds_path: Path | None) -> dict:
             kept = [r["instruction"] for r in read_jsonl(path / "instructions.jsonl")]
         rows = read_jsonl(path / "rows.jsonl")
     else:
-        from synth.corpus import read_corpus
-
         rows = read_corpus(path)[0]
     seeds = [s.instruction for s in load_seeds(seeds_path)] if seeds_path and Path(seeds_path).exists() else None
     return instruction_stats(rows, seeds, rejected, instructions=kept)

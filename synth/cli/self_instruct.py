@@ -6,7 +6,19 @@ from pathlib import Path
 
 import click
 
+from synth.analysis.stats import format_stats, instruction_stats
+from synth.backends import Sampling, parse_spec
 from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_options
+from synth.filters.heuristics import PAPER_BLACKLIST, InstructionHeuristics
+from synth.generators.self_instruct import GENERATOR, Seed, SelfInstructConfig, load_seeds, self_instruct
+from synth.prompts import Template, load_template
+from synth.rows import stable_id
+from synth.runs.folder import read_jsonl, write_json_atomic
+from synth.runs.plan import dry_run_estimate, prompt_tokens
+from synth.runs.session import ModelRun, RunOptions, check_price
+
+TEMPLATES = {"generate": "generate", "classify": "classify", "input_first": "instances_input_first",
+             "output_first": "instances_output_first"}
 
 @click.command("self-instruct", epilog=EXIT_CODES)
 @click.option("--seeds", "seeds_path", required=True, type=click.Path(path_type=Path),
@@ -47,35 +59,20 @@ def self_instruct_command(seeds_path, num, max_requests, per_request, requests_p
     Re-running resumes by replaying the cache: nothing is generated twice; a larger --num
     goes on from where the last run stopped.
     """
-    from synth.backends import Sampling, parse_spec
-    from synth.filters.heuristics import PAPER_BLACKLIST, InstructionHeuristics
-    from synth.generators.self_instruct import GENERATOR, SelfInstructConfig, load_seeds, self_instruct
-    from synth.prompts import load_template
-    from synth.rows import stable_id
-    from synth.runs.session import ModelRun
-
     opts = make_run_options("self-instruct", kw)
     parse_spec(model)
-    seeds = load_seeds(seeds_path)[: opts.limit] if opts.limit else load_seeds(seeds_path)
-    words = lambda text: tuple(w.strip() for w in text.split(",") if w.strip())  # noqa: E731
+    seeds = load_seeds(seeds_path)
+    seeds = seeds[: opts.limit] if opts.limit else seeds
     cfg = SelfInstructConfig(
         num=num, max_requests=max_requests or max(20, -(-2 * num // per_request)), per_request=per_request,
         batch=requests_per_round, rouge_threshold=rouge_threshold, seed=seed,
-        heuristics=InstructionHeuristics(min_words, max_words, words(blacklist) if blacklist else PAPER_BLACKLIST,
-                                         words(bad_starts)),
+        heuristics=InstructionHeuristics(min_words, max_words, word_list(blacklist) if blacklist else PAPER_BLACKLIST,
+                                         word_list(bad_starts)),
         sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
         instance_sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=instance_max_tokens, seed=seed),
     )
-    templates = {key: load_template(f"self_instruct/{name}", prompts_dir) for key, name in
-                 [("generate", "generate"), ("classify", "classify"), ("input_first", "instances_input_first"),
-                  ("output_first", "instances_output_first")]}
-    identity = {
-        "seeds": stable_id([(s.instruction, s.instances, s.is_classification) for s in seeds]),
-        "model": model, "sampling": cfg.sampling.to_dict(), "instance_sampling": cfg.instance_sampling.to_dict(),
-        "per_request": per_request, "requests_per_round": requests_per_round, "rouge_threshold": rouge_threshold,
-        "heuristics": [min_words, max_words, list(cfg.heuristics.blacklist), list(cfg.heuristics.bad_starts)],
-        "templates": {t.name: t.hash for t in templates.values()},
-    }
+    templates = {key: load_template(f"self_instruct/{name}", prompts_dir) for key, name in TEMPLATES.items()}
+    identity = run_identity(seeds, templates, cfg, model)
     config = {**identity, "seeds_path": str(seeds_path), "num": num, "max_requests": cfg.max_requests,
               "input_rows": len(seeds)}
     if opts.dry_run:
@@ -87,38 +84,47 @@ def self_instruct_command(seeds_path, num, max_requests, per_request, requests_p
     kept = []
     with session.stopping():
         kept = self_instruct(session, seeds, templates, cfg, model)
-    report = write_self_instruct_stats(session, seeds)
-    session.notes.append(report)
+    session.notes.append(write_self_instruct_stats(session, seeds))
     if len(kept) < num and session.status == "complete":
         session.notes.append(f"kept {len(kept)} of {num} instructions within {cfg.max_requests} requests; "
                              "raise --max-requests (or --num) and re-run to go on")
-    outcome = session.close()
-    print_outcome(outcome)
+    print_outcome(session.close())
 
 
-def self_instruct_dry_run(seeds, templates, cfg, model, opts) -> str:
-    from synth.backends import ChatRequest
-    from synth.runs.prices import estimate_prompt_tokens
-    from synth.runs.session import check_price
+def word_list(text: str) -> tuple[str, ...]:
+    """Comma-separated words or phrases."""
+    return tuple(w.strip() for w in text.split(",") if w.strip())
 
+
+def run_identity(seeds: list[Seed], templates: dict[str, Template], cfg: SelfInstructConfig, model: str) -> dict:
+    """What makes two runs the same run (a resume) rather than different ones."""
+    return {
+        "seeds": stable_id([(s.instruction, s.instances, s.is_classification) for s in seeds]),
+        "model": model, "sampling": cfg.sampling.to_dict(), "instance_sampling": cfg.instance_sampling.to_dict(),
+        "per_request": cfg.per_request, "requests_per_round": cfg.batch, "rouge_threshold": cfg.rouge_threshold,
+        "heuristics": [cfg.heuristics.min_words, cfg.heuristics.max_words, list(cfg.heuristics.blacklist),
+                       list(cfg.heuristics.bad_starts)],
+        "templates": {t.name: t.hash for t in templates.values()},
+    }
+
+
+def self_instruct_dry_run(seeds: list[Seed], templates: dict[str, Template], cfg: SelfInstructConfig, model: str,
+                          opts: RunOptions) -> str:
+    """--max-requests generation requests (8 in-context tasks each), then per instruction one
+    classification and one instance request (few-shot instances are longer: about 200 tokens more)."""
     tasks = [s.instruction for s in seeds[:8]]
-    prompt = estimate_prompt_tokens(ChatRequest([{"role": "user", "content": templates["generate"].render(
-        tasks=tasks, start=len(tasks) + 1, count=cfg.per_request)}]))
-    per_instance = prompt + 200  # few-shot instances are longer than the instruction list
-    prompt_total = cfg.max_requests * prompt + cfg.num * (per_instance + prompt)
+    prompt = prompt_tokens([{"role": "user", "content": templates["generate"].render(
+        tasks=tasks, start=len(tasks) + 1, count=cfg.per_request)}])
+    prompt_total = cfg.max_requests * prompt + cfg.num * (prompt + 200 + prompt)
     completion_total = cfg.max_requests * cfg.sampling.max_tokens + cfg.num * (cfg.instance_sampling.max_tokens + 3)
-    price = check_price(model, opts)
-    cost = (f"at most ${price.cost(prompt_total, completion_total):.4f} with {model}" if price
-            else f"unknown for '{model}' (add it to a price table and pass --prices FILE)")
-    return (f"self-instruct (dry run, no model called): {len(seeds)} seeds, up to {cfg.max_requests} generation "
-            f"requests for {cfg.num} instructions, then {cfg.num} classification and {cfg.num} instance requests\n"
-            f"  at most about {prompt_total:,} prompt and {completion_total:,} completion tokens; cost {cost}")
+    work = (f"{len(seeds)} seeds, up to {cfg.max_requests} generation requests for {cfg.num} instructions, "
+            f"then {cfg.num} classification and {cfg.num} instance requests")
+    return dry_run_estimate("self-instruct", work, {model: (prompt_total, completion_total)},
+                            {model: check_price(model, opts)})
 
 
-def write_self_instruct_stats(session, seeds) -> str:
-    from synth.analysis.stats import format_stats, instruction_stats
-    from synth.runs.folder import read_jsonl, write_json_atomic
-
+def write_self_instruct_stats(session: ModelRun, seeds: list[Seed]) -> str:
+    """stats.json in the run folder (diversity, ROUGE-L to the seeds, rejections); its text."""
     folder = session.run.folder
     session.run.flush()
     kept = [r["instruction"] for r in read_jsonl(folder / "instructions.jsonl")]

@@ -53,7 +53,7 @@ def exact_pass(texts: Sequence[str], order: Iterable[int], **normalisation: bool
 
 
 def rouge_pass(texts: Sequence[str], order: Iterable[int], threshold: float) -> list[Removal]:
-    from synth.filters.rouge import greedy_filter
+    from synth.filters.rouge import greedy_filter  # numpy: not on `synth --help`'s path
 
     order = list(order)
     kept: list[int] = []
@@ -81,12 +81,12 @@ def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[in
         elif method == "rouge":
             found = rouge_pass(texts, alive, rouge_threshold)
         elif method == "minhash":
-            from synth.filters.minhash import minhash_pass
+            from synth.filters.minhash import minhash_pass  # numpy
 
             found = [Removal(i, kept, "minhash", j) for i, kept, j in   # it normalises as `exact` does
                      minhash_pass(texts, alive, minhash_threshold, ngram)]
         elif method == "embedding":
-            from synth.filters.embedding import embedding_pass
+            from synth.filters.embedding import embedding_pass  # numpy
 
             if encoder is None:
                 raise ValueError("the embedding method needs an encoder")

@@ -10,6 +10,7 @@
     refusal_only            the response is a refusal and little else ("I'm sorry, but I can't ...")
 
 The checks run in that order and the first that fires is the reason, so every removal has one.
+`row_response` finds a row's response, `read_word_list` reads a black- or allowlist ('a,b' or @FILE).
 """
 
 from __future__ import annotations

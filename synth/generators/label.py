@@ -15,7 +15,10 @@ from synth.constitution import Constitution
 from synth.generators.pairwise import (GENERATOR, Candidate, Comparison, JudgeConfig, Verdict, all_pairs,
                                        binarize_best_worst, draw_principle, failed, judge_stream, pair_probability,
                                        principles_for)
+from synth.errors import SynthError
 from synth.prompts import Template
+from synth.rows import row_messages, stable_id
+from synth.runs.session import Rejection
 
 
 @dataclass
@@ -49,8 +52,6 @@ class CandidateRow:
 def candidate_rows(rows, path) -> list[CandidateRow]:
     """Rows with `candidates` (from `synth respond`: texts or {"text": ...}), `responses`, or a
     TRL pair (`chosen`/`rejected`, e.g. a critique-revise preference file) as two candidates."""
-    from synth.errors import SynthError
-    from synth.rows import row_messages, stable_id
 
     out = []
     for row in rows:
@@ -128,9 +129,6 @@ def label(session, rows: list[CandidateRow], constitution: Constitution, templat
 
 def _pair_results(session, row: CandidateRow, judged: list) -> dict:
     """{(i, j): the pair's combined score and its evidence}; failed or unreadable pairs rejected."""
-    from synth.rows import stable_id
-    from synth.runs.session import Rejection
-
     by_pair: dict[tuple[int, int], list] = {}
     for c, verdicts in judged:
         by_pair.setdefault((c.i, c.j), []).append((c, *pair_probability(*verdicts), *verdicts))
@@ -159,8 +157,6 @@ def _pair_results(session, row: CandidateRow, judged: list) -> dict:
 
 def _write_pairs(session, row: CandidateRow, results: dict, cfg: LabelConfig, constitution: Constitution,
                  model_meta: dict) -> None:
-    from synth.rows import stable_id
-    from synth.runs.session import Rejection
 
     chosen_pairs = list(results)
     if cfg.binarize == "best-worst" and results:

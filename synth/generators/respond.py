@@ -7,6 +7,7 @@ from typing import Any
 
 from synth.backends.base import ChatRequest, Completion, Sampling
 from synth.rows import InputRow, row_messages, stable_id
+from synth.runs.session import Job, Rejection
 
 GENERATOR = "generate"
 
@@ -52,8 +53,6 @@ def respond_candidates(session, prepared: list[tuple[str, InputRow, list]], vari
     left with fewer than `min_candidates` goes to rejected.jsonl, and so does a prompt whose request
     failed (reason `error`: a re-run asks again). A row is written as soon as its last candidate lands.
     """
-    from synth.runs.session import Job, Rejection
-
     todo = [p for p in prepared if p[0] not in session.done]
     bar = session.progress(len(prepared), initial=len(prepared) - len(todo))
     order = [m for m, _ in variants]

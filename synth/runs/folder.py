@@ -379,3 +379,19 @@ def _difference(manifest: dict, command: str, identity: dict) -> str:
     before = manifest.get("identity", {})
     changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
     return "changed: " + ", ".join(f"{k} {before.get(k)!r} -> {identity.get(k)!r}" for k in changed[:4])
+
+
+def write_step_manifest(folder: Path, command: str, config: dict, rows_in: int, rows_out: int,
+                        removed_by_reason: dict[str, int], wall_seconds: float, argv: list[str] | None = None,
+                        **figures: Any) -> None:
+    """manifest.json of a corpus step (dedup, filter, select): the same shape as a model run's
+    (config, versions, status, counts, tokens, cost), plus the step's own `figures`."""
+    now = _now()
+    write_json_atomic(Path(folder) / MANIFEST, {
+        "synth_version": __version__, "command": command, "config": config,
+        "argv": redact_argv(argv or sys.argv), "versions": library_versions(), "status": "complete",
+        "started_at": now, "ended_at": now, "wall_seconds": round(wall_seconds, 3),
+        "counts": {"input": rows_in, "written": rows_out, "rejected": rows_in - rows_out,
+                   "rejected_by_reason": dict(sorted(removed_by_reason.items()))},
+        "tokens": {}, "cost_usd": 0.0, **figures,
+    })

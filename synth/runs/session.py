@@ -25,6 +25,8 @@ from synth.backends import load_backend
 from synth.backends.base import ChatRequest, Completion, StopRun, stream_in_batches
 from synth.runs.cache import ResponseCache, request_key
 from synth.errors import BackendError, SynthError
+from synth.runs.plan import dry_run_estimate
+from synth.runs.prices import estimate_prompt_tokens, load_prices, price_for, worst_case_tokens
 from synth.runs.progress import Progress
 from synth.runs.folder import ROWS, Run, read_jsonl
 
@@ -235,8 +237,6 @@ class ModelRun:
 
     def _admit(self, model: str, job: Job) -> None:
         """Reserve the request's worst-case cost in the ledger before it is sent, or refuse it."""
-        from synth.runs.prices import worst_case_tokens
-
         price = self.prices[model]
         prompt, completion = worst_case_tokens(job.request)
         worst = price.cost(prompt, completion) if price else 0.0
@@ -344,8 +344,6 @@ class ModelRun:
 
 def check_price(model: str, opts: RunOptions):
     """The model's price (None when unknown); refuse a cost limit we could not enforce."""
-    from synth.runs.prices import load_prices, price_for
-
     price = price_for(model, load_prices(opts.prices))
     if opts.max_cost_usd is not None and price is None:
         raise SynthError(
@@ -402,21 +400,11 @@ def row_or_rejection(job: Job, completion: Completion, build_row: BuildRow, keep
 
 
 def dry_run_report(command: str, jobs: list[Job], todo: list[Job], model: str, price, duplicates: int) -> str:
-    from synth.runs.prices import estimate_prompt_tokens
-
     prompt = sum(estimate_prompt_tokens(j.request) for j in todo)
     completion = sum(j.request.sampling.max_tokens for j in todo)
-    lines = [
-        f"{command} (dry run, no model called): {len(jobs)} rows, {len(jobs) - len(todo)} already done, "
-        f"{len(todo)} to do" + (f", {duplicates} duplicate inputs skipped" if duplicates else ""),
-        f"  about {prompt:,} prompt tokens; at most {completion:,} completion tokens",
-    ]
-    if price is None:
-        lines.append(f"  cost: unknown for '{model}' (add it to a price table and pass --prices FILE)")
-    else:
-        lines.append(f"  cost with {model}: about ${price.cost(prompt, 0):.4f} for prompts, "
-                     f"at most ${price.cost(prompt, completion):.4f} in all")
-    return "\n".join(lines)
+    work = f"{len(jobs)} rows, {len(jobs) - len(todo)} already done, {len(todo)} to do" + (
+        f", {duplicates} duplicate inputs skipped" if duplicates else "")
+    return dry_run_estimate(command, work, {model: (prompt, completion)}, {model: price})
 
 
 def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: int, status: str, seconds: float,

@@ -26,7 +26,7 @@ from backend_overhead import start_server  # noqa: E402
 from synth.backends import ChatRequest, Completion  # noqa: E402
 from synth.runs.cache import ResponseCache, request_key  # noqa: E402
 from synth.cli import main  # noqa: E402
-from synth.runs.folder import Run  # noqa: E402
+from synth.runs.folder import RunFolder  # noqa: E402
 
 
 def timed_run(args: list[str]) -> float:
@@ -40,7 +40,7 @@ def timed_run(args: list[str]) -> float:
 
 
 def bookkeeping(folder: Path, rows: int) -> None:
-    run = Run.open(folder / "bookkeeping", "bench", {"x": 1}, {"input_rows": rows})
+    run = RunFolder.open(folder / "bookkeeping", "bench", {"x": 1}, {"input_rows": rows})
     run.begin()
     row = {"id": "", "prompt": "question number 1234", "response": "echo: question number 1234",
            "meta": {"generator": "generate", "model": "openai:m", "usage": {"prompt_tokens": 3, "completion_tokens": 4}}}

@@ -15,7 +15,7 @@ from synth.prompts import Template, load_template
 from synth.resources import data_dir
 from synth.rows import read_rows
 from synth.runs.plan import dry_run_estimate, prompt_tokens
-from synth.runs.session import ModelRun, RunOptions, check_price
+from synth.runs.session import Session, RunOptions, check_price
 
 
 def resolve_constitution(value: str) -> Path:
@@ -79,14 +79,14 @@ def critique_revise_command(prompts_path, constitution_path, critic, rounds, fie
     if opts.dry_run:
         click.echo(critique_revise_dry_run(prepared, constitution, templates, cfg, opts))
         return
-    session = ModelRun(GENERATOR, identity, config, [model, critic], opts, rows_name="trace.jsonl")
-    session.run.manifest["constitution"] = {**constitution.provenance(), "path": constitution.path}
-    session.run.manifest["templates"] = {t.name: t.provenance() for t in templates.values()}
-    session.skipped = sum(1 for p in prepared if p[0] in session.run.done)
+    session = Session(GENERATOR, identity, config, [model, critic], opts, rows_name="trace.jsonl")
+    session.folder.manifest["constitution"] = {**constitution.provenance(), "path": constitution.path}
+    session.folder.manifest["templates"] = {t.name: t.provenance() for t in templates.values()}
+    session.skipped = sum(1 for p in prepared if p[0] in session.folder.done)
     session.begin()  # rows rejected before are redone: from the cache, or afresh with --retry-rejected
     with session.stopping():
         critique_revise(session, prepared, constitution, templates, cfg)
-    folder = session.run.folder
+    folder = session.folder.path
     session.notes.append(f"  SFT: {folder / 'sft.jsonl'}\n  preference: {folder / 'preference.jsonl'}")
     outcome = session.close()
     print_outcome(outcome)

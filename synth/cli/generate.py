@@ -12,7 +12,7 @@ from synth.cli.options import EXIT_CODES, make_run_options, print_outcome, run_o
 from synth.generators.respond import GENERATOR, prepare_requests, respond_candidates, response_row
 from synth.rows import read_rows
 from synth.runs.plan import dry_run_estimate, prompt_tokens
-from synth.runs.session import Job, ModelRun, RunOptions, check_price, execute
+from synth.runs.session import Job, Session, RunOptions, check_price, execute
 
 
 @click.command(epilog=EXIT_CODES)
@@ -96,8 +96,8 @@ def respond(prompts_path, models, temperatures, n, field, max_tokens, seed, **kw
     if opts.dry_run:
         click.echo(respond_dry_run(prepared, models, len(temperatures), n, max_tokens, opts))
         return
-    session = ModelRun("respond", identity, {**identity, "input_rows": len(rows)}, list(models), opts)
-    session.skipped = sum(1 for p in prepared if p[0] in session.run.done)
+    session = Session("respond", identity, {**identity, "input_rows": len(rows)}, list(models), opts)
+    session.skipped = sum(1 for p in prepared if p[0] in session.folder.done)
     session.begin()
     with session.stopping():
         respond_candidates(session, prepared, variants, n)

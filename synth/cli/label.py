@@ -17,7 +17,7 @@ from synth.generators.pairwise import Comparison, JudgeConfig, judge_estimate
 from synth.prompts import Template, load_template
 from synth.rows import read_rows
 from synth.runs.plan import dry_run_estimate
-from synth.runs.session import ModelRun, RunOptions, check_price
+from synth.runs.session import Session, RunOptions, check_price
 
 
 @click.command(epilog=EXIT_CODES)
@@ -69,8 +69,8 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
         click.echo(judge_dry_run("label", f"{len(rows)} prompts, {len(comparisons)} comparisons", rows, comparisons,
                                  template, cfg, opts))
         return
-    session = ModelRun("label-audit" if audit else "label", identity, config, judge, opts)
-    session.run.manifest["constitution"] = {**constitution.provenance(), "path": constitution.path}
+    session = Session("label-audit" if audit else "label", identity, config, judge, opts)
+    session.folder.manifest["constitution"] = {**constitution.provenance(), "path": constitution.path}
     session.begin()
     with session.stopping():
         if audit:
@@ -111,7 +111,7 @@ def eval_judge(pairs_path, judge, constitution_path, cot, seed, prompts_dir, **k
         return
     identity = {"input": str(Path(pairs_path).resolve()), "judge": judge, "cot": cot, "seed": seed,
                 "constitution": constitution.provenance(), "template": template.hash}
-    session = ModelRun("eval-judge", identity, {**identity, "input_rows": len(rows)}, judge, opts)
+    session = Session("eval-judge", identity, {**identity, "input_rows": len(rows)}, judge, opts)
     session.begin()
     report = None
     with session.stopping():

@@ -15,7 +15,7 @@ from synth.prompts import Template, load_template
 from synth.rows import stable_id
 from synth.runs.folder import read_jsonl, write_json_atomic
 from synth.runs.plan import dry_run_estimate, prompt_tokens
-from synth.runs.session import ModelRun, RunOptions, check_price
+from synth.runs.session import Session, RunOptions, check_price
 
 TEMPLATES = {"generate": "generate", "classify": "classify", "input_first": "instances_input_first",
              "output_first": "instances_output_first"}
@@ -78,8 +78,8 @@ def self_instruct_command(seeds_path, num, max_requests, per_request, requests_p
     if opts.dry_run:
         click.echo(self_instruct_dry_run(seeds, templates, cfg, model, opts))
         return
-    session = ModelRun(GENERATOR, identity, config, model, opts)
-    session.run.manifest["templates"] = {t.name: t.provenance() for t in templates.values()}
+    session = Session(GENERATOR, identity, config, model, opts)
+    session.folder.manifest["templates"] = {t.name: t.provenance() for t in templates.values()}
     session.begin()  # replayed from the cache: rejections are re-recorded as the replay meets them
     kept = []
     with session.stopping():
@@ -123,10 +123,10 @@ def self_instruct_dry_run(seeds: list[Seed], templates: dict[str, Template], cfg
                             {model: check_price(model, opts)})
 
 
-def write_self_instruct_stats(session: ModelRun, seeds: list[Seed]) -> str:
+def write_self_instruct_stats(session: Session, seeds: list[Seed]) -> str:
     """stats.json in the run folder (diversity, ROUGE-L to the seeds, rejections); its text."""
-    folder = session.run.folder
-    session.run.flush()
+    folder = session.folder.path
+    session.folder.flush()
     kept = [r["instruction"] for r in read_jsonl(folder / "instructions.jsonl")]
     stats = instruction_stats(read_jsonl(folder / "rows.jsonl"), [s.instruction for s in seeds],
                               read_jsonl(folder / "rejected.jsonl"), instructions=kept)

@@ -25,7 +25,7 @@ from synth.constitution import Constitution, Principle, row_rng, sample_principl
 from synth.parsing import clean_model_text, collapse_whitespace, is_refusal_to_revise
 from synth.prompts import Template
 from synth.rows import InputRow, row_messages, stable_id
-from synth.runs.session import Job, ModelRun, Rejection
+from synth.runs.session import Job, Session, Rejection
 from synth.errors import SynthError
 
 GENERATOR = "critique-revise"
@@ -76,7 +76,7 @@ def prepare_rows(rows: list[InputRow], path, field_name: str | None, system: str
     return prepared
 
 
-def critique_revise(session: ModelRun, prepared: list[tuple[str, dict, list]], constitution: Constitution,
+def critique_revise(session: Session, prepared: list[tuple[str, dict, list]], constitution: Constitution,
                     templates: dict[str, Template], cfg: CritiqueReviseConfig) -> None:
     """Every stage for the rows not yet done, streamed: a row's next request goes out as soon as
     its last one lands, and the row is written when it is finished."""
@@ -245,7 +245,7 @@ def _meta(state: RowState, constitution: Constitution, templates: dict[str, Temp
     }
 
 
-def _write(session: ModelRun, state: RowState, constitution: Constitution, templates: dict[str, Template],
+def _write(session: Session, state: RowState, constitution: Constitution, templates: dict[str, Template],
            cfg: CritiqueReviseConfig) -> None:
     trace = {"prompt": state.prompt, "initial": state.initial, "rounds": state.rounds}
     if state.failed:
@@ -272,7 +272,7 @@ def views_of(row: dict) -> tuple[dict, dict]:
     return {**sft, "meta": meta}, {**preference, "meta": meta}
 
 
-def rebuild_views(session: ModelRun) -> None:
+def rebuild_views(session: Session) -> None:
     """sft.jsonl and preference.jsonl from trace.jsonl, each replaced atomically (temp + rename),
     so a crash at any point leaves whole files that match the trace."""
     views = [views_of(r) for r in session.read("trace.jsonl")]

@@ -20,7 +20,7 @@ from synth.generators.pairwise import (Candidate, Comparison, JudgeConfig, Verdi
 from synth.prompts import Template
 from synth.rows import read_rows, stable_id
 from synth.runs.folder import write_json_atomic
-from synth.runs.session import ModelRun, Rejection
+from synth.runs.session import Session, Rejection
 
 GENERAL = Constitution("general", "1", "one general question", (Principle(
     "overall", "Is the response unhelpful, dishonest or harmful?", "Make it better.",
@@ -73,7 +73,7 @@ def candidate_texts(rows: list[CandidateRow]) -> dict[str, list[str]]:
     return {r.id: [c.text for c in r.candidates] for r in rows}
 
 
-def judge_report(session: ModelRun, rows: list[CandidateRow], comparisons: list[Comparison], template: Template,
+def judge_report(session: Session, rows: list[CandidateRow], comparisons: list[Comparison], template: Template,
                  cfg: JudgeConfig, name: str, human: bool) -> dict:
     """Judge `comparisons` (both orders), reject the ones whose request failed, write the bias
     report to NAME in the run folder and add its text to the run's notes; the report. `human`:
@@ -82,12 +82,12 @@ def judge_report(session: ModelRun, rows: list[CandidateRow], comparisons: list[
     verdicts = judge_comparisons(session, comparisons, texts, template, cfg)
     reject_failed(session, comparisons, verdicts)
     report = bias_report(comparisons, texts, verdicts, human_first=[HUMAN] * len(comparisons) if human else None)
-    write_json_atomic(session.run.folder / name, report)
+    write_json_atomic(session.folder.path / name, report)
     session.notes.append(format_bias_report(report))
     return report
 
 
-def reject_failed(session: ModelRun, comparisons: list[Comparison], verdicts: dict) -> None:
+def reject_failed(session: Session, comparisons: list[Comparison], verdicts: dict) -> None:
     """A comparison whose request failed is a failure (exit 1, retried by a re-run), not a verdict."""
     for k, c in enumerate(comparisons):
         error = failed(verdicts[k]) if k in verdicts else None

@@ -28,7 +28,7 @@ from synth.filters.heuristics import InstructionHeuristics
 from synth.parsing import collapse_whitespace, parse_instances, parse_numbered_list, parse_yes_no
 from synth.prompts import Template
 from synth.rows import read_rows, stable_id
-from synth.runs.session import Job, ModelRun, Rejection
+from synth.runs.session import Job, Session, Rejection
 
 GENERATOR = "self-instruct"
 INSTRUCTIONS = "instructions.jsonl"
@@ -123,7 +123,7 @@ def context_instructions(rng: random.Random, seeds: list[Seed], generated: list[
     return tasks
 
 
-def generate_instructions(session: ModelRun, seeds: list[Seed], template: Template, cfg: SelfInstructConfig,
+def generate_instructions(session: Session, seeds: list[Seed], template: Template, cfg: SelfInstructConfig,
                           model: str) -> list[dict[str, Any]]:
     """Phase 1: the bootstrap loop. Returns the kept instruction records, in order."""
     rng = random.Random(cfg.seed)
@@ -191,7 +191,7 @@ def generate_instructions(session: ModelRun, seeds: list[Seed], template: Templa
     return kept
 
 
-def _trim_to_pool(session: ModelRun, kept: list[dict]) -> set[str]:
+def _trim_to_pool(session: Session, kept: list[dict]) -> set[str]:
     """Cut instructions.jsonl and rows.jsonl back to the pool replayed so far; the ids kept."""
     ids = {r["id"] for r in kept}
     before = session.read(INSTRUCTIONS)
@@ -248,7 +248,7 @@ def instance_rows(record: dict, template: Template, completion: Completion, mode
     } for instance in instances]
 
 
-def self_instruct(session: ModelRun, seeds: list[Seed], templates: dict[str, Template], cfg: SelfInstructConfig,
+def self_instruct(session: Session, seeds: list[Seed], templates: dict[str, Template], cfg: SelfInstructConfig,
                   model: str) -> list[dict]:
     """All three phases into the session's run folder; returns the kept instruction records.
     Classification and instances stream: an instruction's instance request goes out as soon as

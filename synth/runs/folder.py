@@ -8,7 +8,7 @@
 Re-running the same command into the same folder resumes it: rows already in rows.jsonl are
 skipped. A crash can leave at most a torn last line, which the folder's writer cuts off on open;
 readers (report, stats, export) never modify a run folder. One process writes a folder at a
-time: `Run.open` takes an OS lock on DIR/.lock that dies with its process, so a lock left by a
+time: `RunFolder.open` takes an OS lock on DIR/.lock that dies with its process, so a lock left by a
 killed run is no obstacle. A different configuration into a folder that holds rows is refused
 unless `overwrite`.
 """
@@ -161,10 +161,10 @@ def redact_argv(argv: list[str]) -> list[str]:
 
 
 @dataclass
-class Run:
-    """An open run folder, locked for this process. Create it with `Run.open`."""
+class RunFolder:
+    """An open run folder, locked for this process. Create it with `RunFolder.open`."""
 
-    folder: Path
+    path: Path  # the run folder
     command: str
     identity: dict  # what decides the output: a different identity can't resume this folder
     manifest: dict
@@ -181,7 +181,7 @@ class Run:
 
     @classmethod
     def open(cls, folder: Path, command: str, identity: dict, config: dict, overwrite: bool = False,
-             argv: list[str] | None = None, rows_name: str = ROWS) -> "Run":
+             argv: list[str] | None = None, rows_name: str = ROWS) -> "RunFolder":
         folder = Path(folder)
         identity = with_input_hash(identity)
         fingerprint = stable_id(command, identity)
@@ -241,9 +241,9 @@ class Run:
         this invocation processes them again (from the cache, unless asked to re-request)."""
         redo = redo or set()
         if redo & set(self.rejected_before):
-            write_jsonl_atomic(self.folder / REJECTED, [r for i, r in self.rejected_before.items() if i not in redo])
-        self._rows = (self.folder / self.rows_name).open("a", encoding="utf-8")
-        self._rejected = (self.folder / REJECTED).open("a", encoding="utf-8")
+            write_jsonl_atomic(self.path / REJECTED, [r for i, r in self.rejected_before.items() if i not in redo])
+        self._rows = (self.path / self.rows_name).open("a", encoding="utf-8")
+        self._rejected = (self.path / REJECTED).open("a", encoding="utf-8")
         self._started = time.monotonic()
         self.manifest["invocations"].append({"started_at": _now(), "argv": self.manifest["argv"]})
         self.save_manifest()
@@ -264,21 +264,21 @@ class Run:
 
     def append(self, name: str, row: dict) -> None:
         """Append one line to a side file of the folder (a view, Self-Instruct's instructions)."""
-        with (self.folder / name).open("a", encoding="utf-8") as handle:
+        with (self.path / name).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def read(self, name: str) -> list[dict]:
         self.flush()
-        return read_jsonl(self.folder / name)
+        return read_jsonl(self.path / name)
 
     def rewrite(self, name: str, rows: list[dict]) -> None:
         """Replace a side file atomically (temp file + rename)."""
-        write_jsonl_atomic(self.folder / name, rows)
+        write_jsonl_atomic(self.path / name, rows)
 
     def keep_rows(self, keep: Callable[[dict], bool]) -> None:
         """Rewrite the rows file atomically with only the rows `keep` accepts (the writer only)."""
         self._rows.close()
-        path = self.folder / self.rows_name
+        path = self.path / self.rows_name
         rows = [r for r in read_jsonl(path) if keep(r)]
         write_jsonl_atomic(path, rows)
         self.done = {r["id"] for r in rows if "id" in r}
@@ -312,7 +312,7 @@ class Run:
                 self.manifest["unsettled"] = unsettled
             else:
                 self.manifest.pop("unsettled", None)
-        write_json_atomic(self.folder / MANIFEST, self.manifest)
+        write_json_atomic(self.path / MANIFEST, self.manifest)
 
     def flush(self) -> None:
         """Push what was written so far to the files (they are readable from disk after this)."""
@@ -323,7 +323,7 @@ class Run:
     def totals(self) -> dict:
         """Counts over the whole folder (all invocations), from the files themselves."""
         self.flush()
-        by_reason = Counter(r.get("reason", "unknown") for r in read_jsonl(self.folder / REJECTED))
+        by_reason = Counter(r.get("reason", "unknown") for r in read_jsonl(self.path / REJECTED))
         return {
             "input": self.manifest.get("config", {}).get("input_rows"),
             "written": len(self.done),

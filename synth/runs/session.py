@@ -1,6 +1,6 @@
 """Run model jobs into a run folder: skip what is done, cache every response, never lose a row.
 
-Every model call goes through `ModelRun.stream`: it answers what the response cache holds, and for
+Every model call goes through `Session.stream`: it answers what the response cache holds, and for
 each request it sends, reserves the request's worst-case cost in the spend ledger before sending
 (refusing one that could pass --max-cost-usd) and settles it in the same sqlite transaction that
 caches the response. A generator is a plain function that turns rows into `Job`s and, as each
@@ -28,7 +28,7 @@ from synth.errors import BackendError, SynthError
 from synth.runs.plan import dry_run_estimate
 from synth.runs.prices import estimate_prompt_tokens, load_prices, price_for, worst_case_tokens
 from synth.runs.progress import Progress
-from synth.runs.folder import ROWS, Run, read_jsonl
+from synth.runs.folder import ROWS, RunFolder, read_jsonl
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_BACKEND, EXIT_COST_LIMIT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 4, 130, 143
 
@@ -91,7 +91,7 @@ class Outcome:
     status: str  # complete, stopped (cost limit), interrupted, backend_error, dry-run
     exit_code: int
     counts: Counter = field(default_factory=Counter)
-    run: Run | None = None
+    folder: RunFolder | None = None
     summary: str = ""  # what the CLI prints on stdout
     error: str = ""  # why the backend stopped the run, for stderr
 
@@ -100,7 +100,7 @@ BuildRow = Callable[[Job, Completion], "dict | list[dict] | Rejection"]
 OnResult = Callable[[Job, Completion], "Iterable[Job] | None"]
 
 
-class ModelRun:
+class Session:
     """An open, locked run folder with its backends, response cache and spend ledger.
 
     `stream` sends jobs and hands each (job, completion) to a callback as it lands, which may
@@ -115,7 +115,7 @@ class ModelRun:
         models = list(dict.fromkeys([model] if isinstance(model, str) else model))
         self.default_model = models[0]
         self.prices = {m: check_price(m, opts) for m in models}
-        self.run = Run.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv,
+        self.folder = RunFolder.open(opts.output, command, identity, config, overwrite=opts.overwrite, argv=opts.argv,
                             rows_name=rows_name)
         try:
             cache_path = opts.cache or opts.output / "cache.sqlite"
@@ -124,16 +124,16 @@ class ModelRun:
             except (OSError, sqlite3.Error) as exc:
                 raise SynthError(f"cannot open the response cache {cache_path}: {getattr(exc, 'strerror', None) or exc}; "
                                  "give a --cache path you can write to") from None
-            self.ledger = str(self.run.folder.resolve())  # the ledger's name for this run folder
-            self.run.spend = lambda: self.cache.spend(self.ledger)
+            self.ledger = str(self.folder.path.resolve())  # the ledger's name for this run folder
+            self.folder.spend = lambda: self.cache.spend(self.ledger)
             # One backend per model spec (e.g. a generator and a separate critic), one cache.
             self.backends = {m: opts.backend_factory(m, concurrency=opts.concurrency, api_key=opts.api_key,
                                              max_attempts=opts.max_retries + 1, timeout=opts.request_timeout,
                                              max_wait=opts.max_retry_wait) for m in models}
         except BaseException:
-            self.run.close()
+            self.folder.close()
             raise
-        self.run.manifest["models"] = {b.spec: {"price_usd_per_million": self.prices[m].__dict__ if self.prices[m] else None}
+        self.folder.manifest["models"] = {b.spec: {"price_usd_per_million": self.prices[m].__dict__ if self.prices[m] else None}
                                        for m, b in self.backends.items()}
         # Spend so far (settled, plus reservations a killed run never settled), what the cap counts.
         self._committed = sum(e["cost_usd"] for e in self.cache.spend(self.ledger).values())
@@ -141,7 +141,7 @@ class ModelRun:
         self._money = threading.Lock()
         self.stop_note = ""
         self.error = ""  # why the backend stopped the run, for stderr
-        self.counts: Counter = self.run.counts  # one counter: rows, rejections, cache hits, model calls
+        self.counts: Counter = self.folder.counts  # one counter: rows, rejections, cache hits, model calls
         self.status, self.exit_code = "complete", EXIT_OK
         self.skipped = 0
         self.notes: list[str] = []
@@ -152,16 +152,16 @@ class ModelRun:
         """Start writing. Rejected rows among `jobs` (all of them when None: a generator that
         replays from the cache) are dropped from rejected.jsonl: this invocation does them again,
         from the cache, or fresh with --retry-rejected."""
-        redo = set(self.run.rejected_before) if jobs is None else {j.id for j in jobs if j.id in self.run.rejected_before}
+        redo = set(self.folder.rejected_before) if jobs is None else {j.id for j in jobs if j.id in self.folder.rejected_before}
         if jobs is not None:
             self.forget_rejected(jobs)
-        self.run.begin(redo)
+        self.folder.begin(redo)
 
     def forget_rejected(self, jobs: list[Job]) -> None:
         """With --retry-rejected, ask the model again for jobs rejected by an earlier invocation."""
         if self.opts.retry_rejected:
             for job in jobs:
-                if job.id in self.run.rejected_before:
+                if job.id in self.folder.rejected_before:
                     self.cache.forget(request_key(self.spec(job), job.request))
 
     @property
@@ -222,7 +222,7 @@ class ModelRun:
             self._settle(model, job, completion)
             self.counts["model_calls"] += 1
             more = from_cache(route(on_result(job, completion)))
-            self.run.save_manifest(every=2.0)
+            self.folder.save_manifest(every=2.0)
             return [(j, j.request) for j in more]
 
         misses = from_cache(jobs)
@@ -264,27 +264,27 @@ class ModelRun:
     @property
     def done(self) -> set[str]:
         """Ids of the rows already written (by this or an earlier invocation)."""
-        return self.run.done
+        return self.folder.done
 
     def note(self, key: str, value: Any) -> None:
         """Record a generator's own figures in the manifest."""
-        self.run.manifest[key] = value
+        self.folder.manifest[key] = value
 
     def write(self, row: dict, views: dict[str, dict] | None = None) -> None:
         """Write a finished row (once), with its views; the only way a generator writes rows."""
-        self.run.write_row(row, views)
+        self.folder.write_row(row, views)
 
     def append(self, name: str, row: dict) -> None:
-        self.run.append(name, row)
+        self.folder.append(name, row)
 
     def read(self, name: str) -> list[dict]:
-        return self.run.read(name)
+        return self.folder.read(name)
 
     def rewrite(self, name: str, rows: list[dict]) -> None:
-        self.run.rewrite(name, rows)
+        self.folder.rewrite(name, rows)
 
     def keep_rows(self, keep: Callable[[dict], bool]) -> None:
-        self.run.keep_rows(keep)
+        self.folder.keep_rows(keep)
 
     def record(self, job: Job, completion: Completion, build_row: "BuildRow", reads_truncated: bool = False) -> None:
         """Write the row(s) `build_row` makes, or the rejection (truncated, empty, error, ...).
@@ -303,7 +303,7 @@ class ModelRun:
             extra["error"] = rejection.error
         if response:
             extra["response"] = response
-        self.run.reject(row_id, rejection.reason, source, **extra)
+        self.folder.reject(row_id, rejection.reason, source, **extra)
 
     def _close_backends(self) -> None:
         for backend in self.backends.values():
@@ -325,7 +325,7 @@ class ModelRun:
             self.status, self.exit_code = "backend_error", EXIT_BACKEND
             self.error = exc.message
         except BaseException:
-            self.run.finish("failed")
+            self.folder.finish("failed")
             self._close_backends()
             raise
 
@@ -334,12 +334,12 @@ class ModelRun:
             bar.close()
         if self.status == "complete" and self.counts["rejected:error"]:
             self.exit_code = EXIT_FAILED_ROWS
-        self.run.manifest["cache_hits"] = self.run.manifest.get("cache_hits", 0) + self.counts["cache_hits"]
-        self.run.finish(self.status)
+        self.folder.manifest["cache_hits"] = self.folder.manifest.get("cache_hits", 0) + self.counts["cache_hits"]
+        self.folder.finish(self.status)
         self._close_backends()
-        text = summary(self.command, self.run, self.counts, self.skipped, duplicates, self.status,
+        text = summary(self.command, self.folder, self.counts, self.skipped, duplicates, self.status,
                        time.monotonic() - self._started, self.stop_note)
-        return Outcome(self.status, self.exit_code, self.counts, self.run, "\n".join([text, *self.notes]), self.error)
+        return Outcome(self.status, self.exit_code, self.counts, self.folder, "\n".join([text, *self.notes]), self.error)
 
 
 def check_price(model: str, opts: RunOptions):
@@ -368,7 +368,7 @@ def execute(command: str, identity: dict, config: dict, jobs: list[Job], model: 
                                                                  duplicates))
 
     config = {**config, "input_rows": len(jobs) + duplicates, "duplicate_inputs": duplicates}
-    session = ModelRun(command, identity, config, model, opts)
+    session = Session(command, identity, config, model, opts)
     session.skipped = len(jobs) - len(todo)
     session.begin(todo)
     bar = session.progress(len(jobs), initial=session.skipped)
@@ -407,7 +407,7 @@ def dry_run_report(command: str, jobs: list[Job], todo: list[Job], model: str, p
     return dry_run_estimate(command, work, {model: (prompt, completion)}, {model: price})
 
 
-def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: int, status: str, seconds: float,
+def summary(command: str, run: RunFolder, counts: Counter, skipped: int, duplicates: int, status: str, seconds: float,
             stop_note: str = "") -> str:
     rejected = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("rejected:")}
     tokens = {k: sum(t.get(k, 0) for t in run.manifest["tokens"].values()) for k in ("prompt", "completion")}
@@ -419,17 +419,17 @@ def summary(command: str, run: Run, counts: Counter, skipped: int, duplicates: i
         f"${run.manifest['cost_usd']:.4f}",
         f"{seconds:.1f} s",
     ]
-    text = " · ".join(parts) + f"\n  -> {run.folder / run.rows_name}"
+    text = " · ".join(parts) + f"\n  -> {run.path / run.rows_name}"
     if duplicates:
         text += f"\n  {duplicates} duplicate input rows were done once"
     if status == "stopped":
         text += (f"\n  stopped: --max-cost-usd reached ({stop_note}); nothing more was sent. Re-run the same command "
-                 f"with --output {run.folder} and a higher --max-cost-usd to resume (the cap counts this folder's "
+                 f"with --output {run.path} and a higher --max-cost-usd to resume (the cap counts this folder's "
                  "whole spend, across resumes)")
     elif status == "backend_error":
-        text += f"\n  stopped: the model server failed; every finished row is saved: re-run the same command with --output {run.folder} to resume"
+        text += f"\n  stopped: the model server failed; every finished row is saved: re-run the same command with --output {run.path} to resume"
     elif status == "interrupted":
-        text += f"\n  interrupted: every finished row is saved; re-run the same command with --output {run.folder} to resume"
+        text += f"\n  interrupted: every finished row is saved; re-run the same command with --output {run.path} to resume"
     elif rejected.get("error"):
-        text += f"\n  some requests failed after retries (see rejected.jsonl); re-run the same command with --output {run.folder} to retry them"
+        text += f"\n  some requests failed after retries (see rejected.jsonl); re-run the same command with --output {run.path} to retry them"
     return text

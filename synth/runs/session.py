@@ -348,7 +348,7 @@ def check_price(model: str, opts: RunOptions):
     if opts.max_cost_usd is not None and price is None:
         raise SynthError(
             f"--max-cost-usd: no known price for '{model}'; add it to a price table "
-            "(copy synth/prices.yaml) and pass --prices FILE"
+            "(copy synth/runs/prices.yaml) and pass --prices FILE"
         )
     return price
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import re
 import string
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
 from synth.filters.types import Removal
 from synth.parsing import collapse_whitespace
@@ -66,35 +67,77 @@ def rouge_pass(texts: Sequence[str], order: Iterable[int], threshold: float) -> 
     return removed
 
 
-def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
-                rouge_threshold: float = 0.7, minhash_threshold: float = 0.8, ngram: int = 3,
-                embedding_threshold: float = 0.9, encoder=None, vector_cache=None, index_kind: str = "auto",
-                progress: bool = False, **normalisation: bool) -> list[Removal]:
-    """Removals from running `methods` in the order given, each over what the earlier ones kept.
-    `embedding` needs an `encoder` (synth.filters.embedders.load_encoder)."""
+@dataclass
+class DedupOptions:
+    """What the passes need besides the texts; an engine's passes read the fields they use."""
+
+    rouge_threshold: float = 0.7
+    minhash_threshold: float = 0.8
+    ngram: int = 3
+    embedding_threshold: float = 0.9
+    encoder: Any = None  # a loaded encoder (the local engine)
+    encoder_spec: str | None = None  # or its spec, loaded by each Ray worker
+    vector_cache: Any = None
+    index_kind: str = "auto"
+    progress: bool = False
+    normalisation: dict = field(default_factory=dict)  # case, whitespace, punctuation for `exact`
+
+
+# A pass: (texts, the rows still alive in visiting order, options) -> the removals it finds.
+Pass = Callable[[Sequence[str], list[int], DedupOptions], list[Removal]]
+
+
+def run_passes(texts: Sequence[str], methods: Sequence[str], passes: dict[str, Pass],
+               order: Sequence[int] | None, options: DedupOptions) -> list[Removal]:
+    """The one dispatch: each method's pass over what the earlier ones kept, chains resolved.
+    An engine supplies its `passes` (local below; Ray in synth.filters.ray_engine)."""
     order = list(range(len(texts))) if order is None else list(order)
     removals: dict[int, Removal] = {}
     for method in methods:
-        alive = [i for i in order if i not in removals]
-        if method == "exact":
-            found = exact_pass(texts, alive, **normalisation)
-        elif method == "rouge":
-            found = rouge_pass(texts, alive, rouge_threshold)
-        elif method == "minhash":
-            from synth.filters.minhash import minhash_pass  # numpy
-
-            found = [Removal(i, kept, "minhash", j) for i, kept, j in   # it normalises as `exact` does
-                     minhash_pass(texts, alive, minhash_threshold, ngram)]
-        elif method == "embedding":
-            from synth.filters.embedding import embedding_pass  # numpy
-
-            if encoder is None:
-                raise ValueError("the embedding method needs an encoder")
-            found = embedding_pass(texts, alive, embedding_threshold, encoder, vector_cache, index_kind, progress)
-        else:
+        if method not in passes:
             raise ValueError(f"unknown dedup method {method!r}; known: {', '.join(METHODS)}")
-        removals.update((r.index, r) for r in found)
+        alive = [i for i in order if i not in removals]
+        removals.update((r.index, r) for r in passes[method](texts, alive, options))
     return resolve_chains(removals)
+
+
+def _minhash(texts: Sequence[str], alive: list[int], options: DedupOptions) -> list[Removal]:
+    from synth.filters.minhash import minhash_pass  # numpy
+
+    return [Removal(i, kept, "minhash", j) for i, kept, j in  # it normalises as `exact` does
+            minhash_pass(texts, alive, options.minhash_threshold, options.ngram)]
+
+
+def _embedding(texts: Sequence[str], alive: list[int], options: DedupOptions) -> list[Removal]:
+    from synth.filters.embedding import embedding_pass  # numpy
+
+    if options.encoder is None:
+        raise ValueError("the embedding method needs an encoder")
+    return embedding_pass(texts, alive, options.embedding_threshold, options.encoder, options.vector_cache,
+                          options.index_kind, options.progress)
+
+
+LOCAL_PASSES: dict[str, Pass] = {
+    "exact": lambda texts, alive, o: exact_pass(texts, alive, **o.normalisation),
+    "minhash": _minhash,
+    "rouge": lambda texts, alive, o: rouge_pass(texts, alive, o.rouge_threshold),
+    "embedding": _embedding,
+}
+
+
+def dedup_options(**kwargs: Any) -> DedupOptions:
+    """Options from keyword arguments; the normalisation flags (case, ...) go to `normalisation`."""
+    known = {f for f in DedupOptions.__dataclass_fields__ if f != "normalisation"}
+    return DedupOptions(**{k: v for k, v in kwargs.items() if k in known},
+                        normalisation={k: v for k, v in kwargs.items() if k not in known})
+
+
+def deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
+                **options: Any) -> list[Removal]:
+    """Removals from running `methods` in the order given, each over what the earlier ones kept.
+    Options: see DedupOptions (plus case/whitespace/punctuation for `exact`); `embedding` needs
+    an `encoder` (synth.filters.embedders.load_encoder)."""
+    return run_passes(texts, methods, LOCAL_PASSES, order, dedup_options(**options))
 
 
 def resolve_chains(removals: dict[int, Removal]) -> list[Removal]:

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from synth.extras import require
-from synth.filters.dedup import exact_key
+from synth.filters.dedup import LOCAL_PASSES, DedupOptions, dedup_options, exact_key, run_passes
 from synth.filters.types import Removal
 
 BLOCK_ROWS = 4096
@@ -161,29 +161,24 @@ def _embedding_vectors(texts: Sequence[str], encoder_spec: str, cache) -> np.nda
     return vectors
 
 
-def ray_deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
-                    rouge_threshold: float = 0.7, minhash_threshold: float = 0.8, ngram: int = 3,
-                    embedding_threshold: float = 0.9, encoder_spec: str | None = None, vector_cache=None,
-                    index_kind: str = "auto", **normalisation: bool) -> list[Removal]:
-    """`synth.filters.dedup.deduplicate` with the per-row work on Ray; the same removals."""
-    from synth.filters.dedup import resolve_chains, rouge_pass
+def _ray_embedding(texts: Sequence[str], alive: list[int], options: DedupOptions) -> list[Removal]:
     from synth.filters.embedding import greedy_dedup
 
-    order = list(range(len(texts))) if order is None else list(order)
-    removals: dict[int, Removal] = {}
-    for method in methods:
-        alive = [i for i in order if i not in removals]
-        if method == "exact":
-            found = _exact(texts, alive, normalisation)
-        elif method == "minhash":
-            found = _minhash(texts, alive, minhash_threshold, ngram)
-        elif method == "rouge":
-            found = rouge_pass(texts, alive, rouge_threshold)
-        elif method == "embedding":
-            vectors = _embedding_vectors([texts[i] for i in alive], encoder_spec, vector_cache)
-            found = [Removal(alive[r], alive[k], "embedding", s)
-                     for r, k, s in greedy_dedup(vectors, embedding_threshold, index_kind)]
-        else:
-            raise ValueError(f"unknown dedup method {method!r}")
-        removals.update((r.index, r) for r in found)
-    return resolve_chains(removals)
+    vectors = _embedding_vectors([texts[i] for i in alive], options.encoder_spec, options.vector_cache)
+    return [Removal(alive[r], alive[k], "embedding", s)
+            for r, k, s in greedy_dedup(vectors, options.embedding_threshold, options.index_kind)]
+
+
+# The per-row work on Ray; ROUGE-L's greedy pass is sequential by nature and stays local.
+RAY_PASSES = {
+    "exact": lambda texts, alive, o: _exact(texts, alive, o.normalisation),
+    "minhash": lambda texts, alive, o: _minhash(texts, alive, o.minhash_threshold, o.ngram),
+    "rouge": LOCAL_PASSES["rouge"],
+    "embedding": _ray_embedding,
+}
+
+
+def ray_deduplicate(texts: Sequence[str], methods: Sequence[str], order: Sequence[int] | None = None,
+                    **options) -> list[Removal]:
+    """`synth.filters.dedup.deduplicate` with the per-row work on Ray; the same removals."""
+    return run_passes(texts, methods, RAY_PASSES, order, dedup_options(**options))

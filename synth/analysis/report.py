@@ -81,9 +81,25 @@ def _text(value) -> str:
 def write_report(run: Path, embedder: str = "minilm") -> Path:
     check("report", "matplotlib", what=REPORT_NEEDS)  # before any work
     steps = _steps(run)
-    sections: list[str] = []
+    trace = next((_rows(f, "trace.jsonl") for _, f, _ in steps if (f / "trace.jsonl").exists()), [])
+    labels_rows = next((_rows(f, "rows.jsonl") for _, f, m in steps if m.get("command") == "label"), [])
+    final = next((_rows(f, n) for _, f, m in reversed(steps) if m.get("command") not in ("export",)
+                  for n in ("rows.jsonl", "preference.jsonl", "sft.jsonl") if (f / n).exists()), [])
+    sections = [*_counts_and_cost(steps), _lengths(final), _principles(trace, labels_rows), _judge(labels_rows),
+                _diversity(steps, embedder), _samples(trace)]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>synth report: {html.escape(run.name)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;"
+            "vertical-align:top;white-space:pre-wrap;max-width:260px}img{max-width:100%}</style></head><body>"
+            f"<h1>synth report: {html.escape(run.name)}</h1><p id='render-check'>not rendered</p>"
+            + "".join(sections) + CHECK_SCRIPT + "</body></html>")
+    out = run / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out
 
-    # rows per step and rejection reasons; tokens and cost
+
+def _counts_and_cost(steps) -> list[str]:
+    """Rows per step, rejection and removal reasons, tokens and cost."""
     count_rows, cost_rows, reasons = [], [], Counter()
     for name, folder, manifest in steps:
         counts = manifest.get("counts") or {}  # every step's manifest has the same counts
@@ -95,7 +111,7 @@ def write_report(run: Path, embedder: str = "minilm") -> Path:
         total_in = sum(t.get("prompt", t.get("input", 0)) for t in per_model)
         total_out = sum(t.get("completion", t.get("output", 0)) for t in per_model)
         cost_rows.append([name, total_in, total_out, manifest.get("cost_usd", 0) or 0])
-    sections.append("<h2>Rows per step</h2>" + _table(["step", "in", "written / kept", "rejected / removed"], count_rows))
+    sections = ["<h2>Rows per step</h2>" + _table(["step", "in", "written / kept", "rejected / removed"], count_rows)]
     if reasons:
         labels, values = zip(*reasons.most_common(15))
         sections.append("<h2>Rejection and removal reasons</h2>" + _figure_png(
@@ -103,53 +119,54 @@ def write_report(run: Path, embedder: str = "minilm") -> Path:
                         ax.invert_yaxis(), ax.set_xlabel("rows"))))
     sections.append("<h2>Tokens and estimated cost per step</h2>"
                     + _table(["step", "input tokens", "output tokens", "cost (USD)"], cost_rows))
+    return sections
 
-    # the data itself
-    trace = next((_rows(f, "trace.jsonl") for _, f, _ in steps if (f / "trace.jsonl").exists()), [])
-    labels_rows = next((_rows(f, "rows.jsonl") for _, f, m in steps if m.get("command") == "label"), [])
-    final = next((_rows(f, n) for _, f, m in reversed(steps) if m.get("command") not in ("export",)
-                  for n in ("rows.jsonl", "preference.jsonl", "sft.jsonl") if (f / n).exists()), [])
+
+def _lengths(final: list[dict]) -> str:
     lengths = {}
     for field in ("prompt", "instruction", "chosen", "rejected", "output", "text"):
         values = [len(_text(r.get(field)).split()) for r in final if r.get(field) is not None]
         if values:
             lengths[field] = values
-    if lengths:
-        sections.append("<h2>Length distributions (words)</h2>" + _figure_png(
-            lambda ax: ([ax.hist(v, bins=20, alpha=0.55, label=k) for k, v in lengths.items()], ax.legend(),
-                        ax.set_xlabel("words"), ax.set_ylabel("rows"))))
+    if not lengths:
+        return ""
+    return "<h2>Length distributions (words)</h2>" + _figure_png(
+        lambda ax: ([ax.hist(v, bins=20, alpha=0.55, label=k) for k, v in lengths.items()], ax.legend(),
+                    ax.set_xlabel("words"), ax.set_ylabel("rows")))
+
+
+def _principles(trace: list[dict], labels_rows: list[dict]) -> str:
     principles = Counter(r.get("principle") for t in trace for r in t.get("rounds", []) if r.get("principle"))
     for row in labels_rows:
         principles.update(f"judge: {p}" for p in (row.get("meta") or {}).get("principles", []))
-    if principles:
-        names, counts = zip(*principles.most_common(20))
-        sections.append("<h2>Principle usage</h2>" + _figure_png(
-            lambda ax: (ax.barh(range(len(counts)), counts), ax.set_yticks(range(len(counts)), names, fontsize=7),
-                        ax.invert_yaxis(), ax.set_xlabel("uses"))))
-    if labels_rows:
-        scores = [r["score"] for r in labels_rows if isinstance(r.get("score"), (int, float))]
-        margins = [r["margin"] for r in labels_rows if isinstance(r.get("margin"), (int, float))]
-        consistent = [r["position_consistent"] for r in labels_rows if isinstance(r.get("position_consistent"), bool)]
-        rate = f"{sum(consistent) / len(consistent):.0%} of {len(consistent)} pairs" if consistent else "not measured"
-        sections.append(f"<h2>Judge</h2><p>Position consistency (same winner in both orders): <b>{rate}</b></p>"
-                        + _figure_png(lambda ax: (ax.hist(scores, bins=10, range=(0, 1), alpha=0.6, label="score"),
-                                                  ax.hist(margins, bins=10, range=(0, 1), alpha=0.6, label="margin (confidence)"),
-                                                  ax.legend(), ax.set_xlabel("probability"), ax.set_ylabel("pairs"))))
-    sections.append(_diversity(steps, embedder))
-    if trace:
-        sample = [[_text(t.get("prompt"))[:400], _text(t.get("initial"))[:600],
-                   _text((t.get("rounds") or [{}])[-1].get("critique"))[:600],
-                   _text((t.get("rounds") or [{}])[-1].get("revision"))[:600]] for t in trace[:SAMPLE_ROWS]]
-        sections.append("<h2>Sample rows</h2>" + _table(["prompt", "initial", "critique", "revision"], sample))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>synth report: {html.escape(run.name)}</title>"
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-            "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;"
-            "vertical-align:top;white-space:pre-wrap;max-width:260px}img{max-width:100%}</style></head><body>"
-            f"<h1>synth report: {html.escape(run.name)}</h1><p id='render-check'>not rendered</p>"
-            + "".join(sections) + CHECK_SCRIPT + "</body></html>")
-    out = run / "report.html"
-    out.write_text(page, encoding="utf-8")
-    return out
+    if not principles:
+        return ""
+    names, counts = zip(*principles.most_common(20))
+    return "<h2>Principle usage</h2>" + _figure_png(
+        lambda ax: (ax.barh(range(len(counts)), counts), ax.set_yticks(range(len(counts)), names, fontsize=7),
+                    ax.invert_yaxis(), ax.set_xlabel("uses")))
+
+
+def _judge(labels_rows: list[dict]) -> str:
+    if not labels_rows:
+        return ""
+    scores = [r["score"] for r in labels_rows if isinstance(r.get("score"), (int, float))]
+    margins = [r["margin"] for r in labels_rows if isinstance(r.get("margin"), (int, float))]
+    consistent = [r["position_consistent"] for r in labels_rows if isinstance(r.get("position_consistent"), bool)]
+    rate = f"{sum(consistent) / len(consistent):.0%} of {len(consistent)} pairs" if consistent else "not measured"
+    return (f"<h2>Judge</h2><p>Position consistency (same winner in both orders): <b>{rate}</b></p>"
+            + _figure_png(lambda ax: (ax.hist(scores, bins=10, range=(0, 1), alpha=0.6, label="score"),
+                                      ax.hist(margins, bins=10, range=(0, 1), alpha=0.6, label="margin (confidence)"),
+                                      ax.legend(), ax.set_xlabel("probability"), ax.set_ylabel("pairs"))))
+
+
+def _samples(trace: list[dict]) -> str:
+    if not trace:
+        return ""
+    sample = [[_text(t.get("prompt"))[:400], _text(t.get("initial"))[:600],
+               _text((t.get("rounds") or [{}])[-1].get("critique"))[:600],
+               _text((t.get("rounds") or [{}])[-1].get("revision"))[:600]] for t in trace[:SAMPLE_ROWS]]
+    return "<h2>Sample rows</h2>" + _table(["prompt", "initial", "critique", "revision"], sample)
 
 
 def _diversity(steps, embedder: str) -> str:

@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import httpx
@@ -191,12 +192,11 @@ class OpenAIBackend:
         pass
 
     async def _stream(self, items, on_landed, admit) -> None:
-        queue: asyncio.Queue = asyncio.Queue()
+        state = _Stream(asyncio.Queue(), on_landed, admit)
         for item in items:
-            queue.put_nowait(item)
-        if queue.empty():
+            state.queue.put_nowait(item)
+        if state.queue.empty():
             return
-        failure: list[BaseException] = []  # the first StopRun or fatal error: nothing new is sent after it
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         self._connection_failures = 0
         async with openai.AsyncOpenAI(
@@ -206,57 +206,38 @@ class OpenAIBackend:
             timeout=self.timeout,
             http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout),
         ) as client:
-
-            in_flight = 0
-            landed = asyncio.Condition()
-
-            async def admitted(tag, request) -> bool:
-                """Reserve this request's budget; while others are in flight, wait for them to land
-                (their actual cost is usually below their reservation) before giving up."""
-                while True:
-                    try:
-                        if admit is not None:
-                            admit(tag, request)
-                        return True
-                    except StopRun as exc:
-                        if in_flight == 0 or failure:
-                            failure.append(exc)
-                            return False
-                    async with landed:
-                        await landed.wait()
-
-            async def worker() -> None:
-                nonlocal in_flight
-                while True:
-                    tag, request = await queue.get()
-                    try:
-                        if failure or not await admitted(tag, request):
-                            continue
-                        in_flight += 1
-                        try:
-                            completion = await self._one(client, request)
-                            more = on_landed(tag, completion)
-                        except Exception as exc:  # BackendError, StopRun from a callback, a bug: stop sending
-                            failure.append(exc)
-                            continue
-                        finally:
-                            in_flight -= 1
-                            async with landed:
-                                landed.notify_all()
-                        for follow_up in more or ():
-                            queue.put_nowait(follow_up)
-                    finally:
-                        queue.task_done()
-
-            workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
+            workers = [asyncio.ensure_future(self._worker(client, state)) for _ in range(self.concurrency)]
             try:
-                await queue.join()
+                await state.queue.join()
             finally:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
-        if failure:
-            raise failure[0]
+        if state.failure:
+            raise state.failure[0]
+
+    async def _worker(self, client, state: "_Stream") -> None:
+        """Take requests off the queue until cancelled; each completion's follow-ups go back on it."""
+        while True:
+            tag, request = await state.queue.get()
+            try:
+                if state.failure or not await state.admitted(tag, request):
+                    continue
+                state.in_flight += 1
+                try:
+                    completion = await self._one(client, request)
+                    more = state.on_landed(tag, completion)
+                except Exception as exc:  # BackendError, StopRun from a callback, a bug: stop sending
+                    state.failure.append(exc)
+                    continue
+                finally:
+                    state.in_flight -= 1
+                    async with state.landed:
+                        state.landed.notify_all()
+                for follow_up in more or ():
+                    state.queue.put_nowait(follow_up)
+            finally:
+                state.queue.task_done()
 
     async def _one(self, client, request: ChatRequest) -> Completion:
         if request.choices is not None:
@@ -366,6 +347,33 @@ class OpenAIBackend:
             top = [(t.token, t.logprob) for t in (first.top_logprobs or [])] or [(first.token, first.logprob)]
             out.logprobs = match_choice_tokens(top, choices)
         return out
+
+
+@dataclass
+class _Stream:
+    """One `stream` call's shared state: the queue, the first failure, requests in flight."""
+
+    queue: asyncio.Queue
+    on_landed: OnLanded
+    admit: Admit | None
+    failure: list[BaseException] = field(default_factory=list)  # the first StopRun or fatal error: nothing new after it
+    in_flight: int = 0
+    landed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def admitted(self, tag, request: ChatRequest) -> bool:
+        """Reserve this request's budget; while others are in flight, wait for them to land
+        (their actual cost is usually below their reservation) before giving up."""
+        while True:
+            try:
+                if self.admit is not None:
+                    self.admit(tag, request)
+                return True
+            except StopRun as exc:
+                if self.in_flight == 0 or self.failure:
+                    self.failure.append(exc)
+                    return False
+            async with self.landed:
+                await self.landed.wait()
 
 
 def _run(coroutine):

@@ -153,33 +153,13 @@ def generate_instructions(session: Session, seeds: list[Seed], template: Templat
                     session.reject(job.id, Rejection("error", completion.error), job.input)
                     failed_at = job.input["request"]
                     break
-                candidates = [clean_instruction(t) for t in parse_numbered_list(completion.text)]
-                if not candidates:
-                    session.reject(job.id, Rejection("unparseable", "no numbered list in the response"), job.input,
-                                   completion.text)
-                    continue
-                if completion.finish_reason == "length":  # the last item may be cut off mid-sentence
-                    cut = candidates.pop()
-                    session.reject(stable_id(GENERATOR, cut), Rejection("truncated"), {"instruction": cut, **job.input})
-                for text in candidates:
-                    if len(kept) >= cfg.num:
-                        break
-                    row_id = stable_id(GENERATOR, normalise(text))
-                    rejection = filt.check(text)
-                    if rejection is not None:
-                        session.reject(row_id, rejection, {"instruction": text, "request": job.input["request"]})
-                        continue
-                    filt.add(text)
-                    record = {"id": row_id, "instruction": text, "meta": {
-                        "generator": GENERATOR, "model": model, "request": job.input["request"],
-                        "sampling": cfg.sampling.to_dict(), "template": template.provenance(),
-                        "context": job.input["context"], "finish_reason": completion.finish_reason,
-                        "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}}}
+                for record in _new_instructions(session, job, completion, filt, cfg.num - len(kept), template, cfg,
+                                                model):
                     kept.append(record)
                     bar.update(1)
-                    if row_id not in written:
+                    if record["id"] not in written:
                         session.append(INSTRUCTIONS, record)
-                        written.add(row_id)
+                        written.add(record["id"])
     finally:
         bar.close()
     figures = {"requests": requests_made, "kept": len(kept)}
@@ -189,6 +169,35 @@ def generate_instructions(session: Session, seeds: list[Seed], template: Templat
                              "re-run the same command to retry it and go on")
     session.note("self_instruct", figures)
     return kept
+
+
+def _new_instructions(session: Session, job: Job, completion: Completion, filt: InstructionFilter, room: int,
+                      template: Template, cfg: SelfInstructConfig, model: str) -> list[dict[str, Any]]:
+    """The instructions of one response that pass every filter (at most `room`), each added to
+    the filter's pool; the others are rejected with their reason."""
+    candidates = [clean_instruction(t) for t in parse_numbered_list(completion.text)]
+    if not candidates:
+        session.reject(job.id, Rejection("unparseable", "no numbered list in the response"), job.input, completion.text)
+        return []
+    if completion.finish_reason == "length":  # the last item may be cut off mid-sentence
+        cut = candidates.pop()
+        session.reject(stable_id(GENERATOR, cut), Rejection("truncated"), {"instruction": cut, **job.input})
+    records: list[dict[str, Any]] = []
+    for text in candidates:
+        if len(records) >= room:
+            break
+        row_id = stable_id(GENERATOR, normalise(text))
+        rejection = filt.check(text)
+        if rejection is not None:
+            session.reject(row_id, rejection, {"instruction": text, "request": job.input["request"]})
+            continue
+        filt.add(text)
+        records.append({"id": row_id, "instruction": text, "meta": {
+            "generator": GENERATOR, "model": model, "request": job.input["request"],
+            "sampling": cfg.sampling.to_dict(), "template": template.provenance(),
+            "context": job.input["context"], "finish_reason": completion.finish_reason,
+            "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}}})
+    return records
 
 
 def _trim_to_pool(session: Session, kept: list[dict]) -> set[str]:

@@ -28,6 +28,7 @@ from synth.errors import BackendError, SynthError
 from synth.runs.plan import dry_run_estimate
 from synth.runs.prices import estimate_prompt_tokens, load_prices, price_for, worst_case_tokens
 from synth.runs.progress import Progress
+from synth.runs.summary import summary
 from synth.runs.folder import ROWS, RunFolder, read_jsonl
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_BACKEND, EXIT_COST_LIMIT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 3, 4, 130, 143
@@ -405,31 +406,3 @@ def dry_run_report(command: str, jobs: list[Job], todo: list[Job], model: str, p
     work = f"{len(jobs)} rows, {len(jobs) - len(todo)} already done, {len(todo)} to do" + (
         f", {duplicates} duplicate inputs skipped" if duplicates else "")
     return dry_run_estimate(command, work, {model: (prompt, completion)}, {model: price})
-
-
-def summary(command: str, run: RunFolder, counts: Counter, skipped: int, duplicates: int, status: str, seconds: float,
-            stop_note: str = "") -> str:
-    rejected = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("rejected:")}
-    tokens = {k: sum(t.get(k, 0) for t in run.manifest["tokens"].values()) for k in ("prompt", "completion")}
-    parts = [
-        f"{command}: {counts['written']} rows written" + (f" ({skipped} already done)" if skipped else ""),
-        f"{sum(rejected.values())} rejected" + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items())) + ")" if rejected else ""),
-        f"{counts['cache_hits']} cache hits, {counts['model_calls']} model calls",
-        f"{tokens.get('prompt', 0):,} tokens in, {tokens.get('completion', 0):,} out in all",
-        f"${run.manifest['cost_usd']:.4f}",
-        f"{seconds:.1f} s",
-    ]
-    text = " · ".join(parts) + f"\n  -> {run.path / run.rows_name}"
-    if duplicates:
-        text += f"\n  {duplicates} duplicate input rows were done once"
-    if status == "stopped":
-        text += (f"\n  stopped: --max-cost-usd reached ({stop_note}); nothing more was sent. Re-run the same command "
-                 f"with --output {run.path} and a higher --max-cost-usd to resume (the cap counts this folder's "
-                 "whole spend, across resumes)")
-    elif status == "backend_error":
-        text += f"\n  stopped: the model server failed; every finished row is saved: re-run the same command with --output {run.path} to resume"
-    elif status == "interrupted":
-        text += f"\n  interrupted: every finished row is saved; re-run the same command with --output {run.path} to resume"
-    elif rejected.get("error"):
-        text += f"\n  some requests failed after retries (see rejected.jsonl); re-run the same command with --output {run.path} to retry them"
-    return text

@@ -106,21 +106,25 @@ def a_file(tmp_path):
     return path
 
 
-def test_run_output_under_a_file_is_one_line(tmp_path):
+def a_recipe(tmp_path):
     (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
     (tmp_path / "recipe.yaml").write_text(RECIPE)
+    return tmp_path / "recipe.yaml"
+
+
+def test_run_output_under_a_file_is_one_line(tmp_path):
+    recipe = a_recipe(tmp_path)
     blocker = a_file(tmp_path)
-    msg = fails("run", tmp_path / "recipe.yaml", "--output", blocker / "sub")
+    msg = fails("run", recipe, "--output", blocker / "sub")
     assert f"cannot write to {blocker / 'sub'}: {blocker} is a file, not a folder; choose another --output" in msg
-    msg = fails("run", tmp_path / "recipe.yaml", "--output", blocker)
+    msg = fails("run", recipe, "--output", blocker)
     assert f"cannot write to {blocker}: {blocker} is a file, not a folder; choose another --output" in msg
 
 
 def test_run_output_without_permission_is_one_line(tmp_path):
-    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
-    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    recipe = a_recipe(tmp_path)
     locked = locked_folder(tmp_path)
-    msg = fails("run", tmp_path / "recipe.yaml", "--output", locked / "out")
+    msg = fails("run", recipe, "--output", locked / "out")
     assert f"cannot write to {locked / 'out'}: permission denied; choose another --output" in msg
 
 

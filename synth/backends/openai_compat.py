@@ -282,13 +282,12 @@ class OpenAIBackend:
             params["seed"] = request.seed
         return params
 
-    async def _request(self, client, params: dict) -> tuple[Any, str | None]:
-        """(response, None) or (None, error text for this request); fatal errors raise."""
+    async def _request(self, client, params: dict) -> tuple[Any, Completion | None]:
+        """(response, None) or (None, the failed Completion of this request); fatal errors raise."""
         try:
             return await self._call(client, **params), None
         except RetryError as exc:  # stop reached while the last error was retryable
-            last = exc.last_attempt.exception()
-            return None, f"gave up after {self.max_attempts} attempts: {_describe(last)}"
+            return None, self._gave_up(exc.last_attempt.exception())
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise BackendError(
                 f"{self.spec}: the server refused the API key ({_describe(exc)}); "
@@ -308,18 +307,23 @@ class OpenAIBackend:
                 self._token_param = "max_completion_tokens"
                 params = {("max_completion_tokens" if k == "max_tokens" else k): v for k, v in params.items()}
                 return await self._request(client, params)
-            return None, _describe(exc)
+            return None, Completion("", "error", error=_describe(exc))
         except Exception as exc:  # retryable errors re-raised on the final attempt
             if _is_retryable(exc):
-                return None, f"gave up after {self.max_attempts} attempts: {_describe(exc)}"
+                return None, self._gave_up(exc)
             if isinstance(exc, openai.APIStatusError):
-                return None, _describe(exc)
+                return None, Completion("", "error", error=_describe(exc))
             raise
 
+    def _gave_up(self, last: BaseException | None) -> Completion:
+        # A request that timed out may still have been processed (and billed) by the server.
+        return Completion("", "error", error=f"gave up after {self.max_attempts} attempts: {_describe(last)}",
+                          maybe_billed=isinstance(last, openai.APITimeoutError))
+
     async def _complete(self, client, request: ChatRequest) -> Completion:
-        response, error = await self._request(client, self._params(request))
-        if error is not None:
-            return Completion("", "error", error=error, maybe_billed="APITimeoutError" in error)
+        response, failed = await self._request(client, self._params(request))
+        if failed is not None:
+            return failed
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         text = choice.message.content or ""
@@ -334,9 +338,9 @@ class OpenAIBackend:
         params = self._params(request)
         params.update(temperature=0.0, top_p=1.0, logprobs=True, top_logprobs=TOP_LOGPROBS)
         params[self._token_param] = 1
-        response, error = await self._request(client, params)
-        if error is not None:
-            return Completion("", "error", error=error, maybe_billed="APITimeoutError" in error)
+        response, failed = await self._request(client, params)
+        if failed is not None:
+            return failed
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         out = Completion(choice.message.content or "", choice.finish_reason or "stop",

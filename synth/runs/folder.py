@@ -218,19 +218,11 @@ class RunFolder:
         run.done = {r["id"] for r in rows if "id" in r}
         run.rejected_before = {r["id"]: r for r in rejected if "id" in r}
         run.manifest = {
-            "synth_version": __version__,
-            "command": command,
+            **manifest_head(command, config, argv, "running", manifest.get("started_at", _now())),
             "fingerprint": fingerprint,
             "identity": identity,
-            "config": config,
-            "argv": redact_argv(argv or sys.argv),
-            "versions": library_versions(),
-            "status": "running",
-            "started_at": manifest.get("started_at", _now()),
             "ended_at": None,
             "invocations": manifest.get("invocations", []),
-            "tokens": {},
-            "cost_usd": 0.0,
         }
         return run
 
@@ -388,10 +380,15 @@ def write_step_manifest(folder: Path, command: str, config: dict, rows_in: int, 
     (config, versions, status, counts, tokens, cost), plus the step's own `figures`."""
     now = _now()
     write_json_atomic(Path(folder) / MANIFEST, {
-        "synth_version": __version__, "command": command, "config": config,
-        "argv": redact_argv(argv or sys.argv), "versions": library_versions(), "status": "complete",
-        "started_at": now, "ended_at": now, "wall_seconds": round(wall_seconds, 3),
+        **manifest_head(command, config, argv, "complete", now), "ended_at": now,
+        "wall_seconds": round(wall_seconds, 3),
         "counts": {"input": rows_in, "written": rows_out, "rejected": rows_in - rows_out,
                    "rejected_by_reason": dict(sorted(removed_by_reason.items()))},
-        "tokens": {}, "cost_usd": 0.0, **figures,
+        **figures,
     })
+
+
+def manifest_head(command: str, config: dict, argv: list[str] | None, status: str, started_at: str) -> dict:
+    """What every manifest starts with, model run or corpus step: one shape for readers."""
+    return {"synth_version": __version__, "command": command, "config": config, "argv": redact_argv(argv or sys.argv),
+            "versions": library_versions(), "status": status, "started_at": started_at, "tokens": {}, "cost_usd": 0.0}

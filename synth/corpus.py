@@ -91,18 +91,6 @@ def cannot_write(path: Path, exc: OSError, option: str) -> SynthError:
     return SynthError(f"cannot write to {where}: {reason}; choose another {option}")
 
 
-def check_writable(folder: Path, option: str) -> None:
-    """Make `folder` and prove a file can be written in it, before any work that would be lost."""
-    import tempfile
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise cannot_write(folder, exc, option) from None
-
-
 def uniform_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same keys in every row (missing ones None): `Dataset.from_list` takes its columns from
     the first row alone and would drop a key that only later rows have."""

@@ -13,10 +13,9 @@ from synth.analysis.report import write_report
 from synth.extras import MissingExtra
 from synth.cli.options import default_output
 from synth.cli.recipe import PREFERENCE_STEPS, Recipe, Step, load_recipe, option_names, resolve, step_argv, step_rows
-from synth.corpus import check_writable
 from synth.errors import SynthError
 from synth.export.formats import PREFERENCE_FORMATS
-from synth.runs.folder import lock_folder, write_json_atomic
+from synth.runs.folder import open_locked, write_json_atomic
 
 # exit codes of a step that still leave usable rows: 0 (all rows), 1 (some requests failed after
 # retries). A step that exited 1 is recorded "partial", not "done": the recipe goes on with its
@@ -63,9 +62,8 @@ def run_recipe(recipe_path, output, report):
     """
     recipe = load_recipe(recipe_path)
     output = output or default_output(recipe.name)
-    check_writable(output, "--output")
     # One recipe run per folder; released however this command ends (click closes its context).
-    click.get_current_context().call_on_close(lock_folder(output).close)
+    click.get_current_context().call_on_close(open_locked(output).close)
     state = RecipeRun.start(recipe, Path(recipe_path), output)
     for k, step in enumerate(recipe.steps):
         state.run(k, step)

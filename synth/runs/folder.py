@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from synth import __version__
+from synth.corpus import cannot_write
 from synth.errors import SynthError
 from synth.rows import stable_id
 
@@ -114,6 +115,16 @@ def file_sha256(path: str | Path) -> str | None:
     return digest.hexdigest()
 
 
+def open_locked(folder: Path, option: str = "--output"):
+    """Make the folder and take its writer lock (`lock_folder`); a folder that can't be written is
+    one line naming the path and `option`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return lock_folder(folder)
+    except OSError as exc:
+        raise cannot_write(folder, exc, option) from None
+
+
 def lock_folder(folder: Path):
     """Hold the folder's writer lock for as long as the returned file stays open; refuse at once
     (naming the holder's PID) when another process holds it."""
@@ -186,12 +197,7 @@ class RunFolder:
         identity = with_input_hash(identity)
         fingerprint = stable_id(command, identity)
         manifest_path = folder / MANIFEST
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            lock = lock_folder(folder)
-        except OSError as exc:
-            raise SynthError(f"cannot write the run folder {folder}: {exc.strerror or exc}; "
-                             "give an --output folder you can write to") from None
+        lock = open_locked(folder)
         try:
             if overwrite:
                 _discard_owned(folder, identity)

@@ -80,9 +80,9 @@ def critique_revise_command(prompts_path, constitution_path, critic, rounds, fie
         click.echo(critique_revise_dry_run(prepared, constitution, templates, cfg, opts))
         return
     session = Session(GENERATOR, identity, config, [model, critic], opts, rows_name="trace.jsonl")
-    session.folder.manifest["constitution"] = {**constitution.provenance(), "path": constitution.path}
-    session.folder.manifest["templates"] = {t.name: t.provenance() for t in templates.values()}
-    session.skipped = sum(1 for p in prepared if p[0] in session.folder.done)
+    session.note("constitution", {**constitution.provenance(), "path": constitution.path})
+    session.note("templates", {t.name: t.provenance() for t in templates.values()})
+    session.skipped = sum(1 for p in prepared if p[0] in session.done)
     session.begin()  # rows rejected before are redone: from the cache, or afresh with --retry-rejected
     with session.stopping():
         critique_revise(session, prepared, constitution, templates, cfg)

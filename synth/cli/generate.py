@@ -97,7 +97,7 @@ def respond(prompts_path, models, temperatures, n, field, max_tokens, seed, **kw
         click.echo(respond_dry_run(prepared, models, len(temperatures), n, max_tokens, opts))
         return
     session = Session("respond", identity, {**identity, "input_rows": len(rows)}, list(models), opts)
-    session.skipped = sum(1 for p in prepared if p[0] in session.folder.done)
+    session.skipped = sum(1 for p in prepared if p[0] in session.done)
     session.begin()
     with session.stopping():
         respond_candidates(session, prepared, variants, n)

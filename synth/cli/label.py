@@ -70,7 +70,7 @@ def label(input_path, constitution_path, judge, all_principles, cot, no_swap, mi
                                  template, cfg, opts))
         return
     session = Session("label-audit" if audit else "label", identity, config, judge, opts)
-    session.folder.manifest["constitution"] = {**constitution.provenance(), "path": constitution.path}
+    session.note("constitution", {**constitution.provenance(), "path": constitution.path})
     session.begin()
     with session.stopping():
         if audit:

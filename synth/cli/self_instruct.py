@@ -13,7 +13,6 @@ from synth.filters.heuristics import PAPER_BLACKLIST, InstructionHeuristics
 from synth.generators.self_instruct import GENERATOR, Seed, SelfInstructConfig, load_seeds, self_instruct
 from synth.prompts import Template, load_template
 from synth.rows import stable_id
-from synth.runs.folder import read_jsonl, write_json_atomic
 from synth.runs.plan import dry_run_estimate, prompt_tokens
 from synth.runs.session import Session, RunOptions, check_price
 
@@ -79,7 +78,7 @@ def self_instruct_command(seeds_path, num, max_requests, per_request, requests_p
         click.echo(self_instruct_dry_run(seeds, templates, cfg, model, opts))
         return
     session = Session(GENERATOR, identity, config, model, opts)
-    session.folder.manifest["templates"] = {t.name: t.provenance() for t in templates.values()}
+    session.note("templates", {t.name: t.provenance() for t in templates.values()})
     session.begin()  # replayed from the cache: rejections are re-recorded as the replay meets them
     kept = []
     with session.stopping():
@@ -125,10 +124,8 @@ def self_instruct_dry_run(seeds: list[Seed], templates: dict[str, Template], cfg
 
 def write_self_instruct_stats(session: Session, seeds: list[Seed]) -> str:
     """stats.json in the run folder (diversity, ROUGE-L to the seeds, rejections); its text."""
-    folder = session.folder.path
-    session.folder.flush()
-    kept = [r["instruction"] for r in read_jsonl(folder / "instructions.jsonl")]
-    stats = instruction_stats(read_jsonl(folder / "rows.jsonl"), [s.instruction for s in seeds],
-                              read_jsonl(folder / "rejected.jsonl"), instructions=kept)
-    write_json_atomic(folder / "stats.json", stats)
+    kept = [r["instruction"] for r in session.read("instructions.jsonl")]
+    stats = instruction_stats(session.read("rows.jsonl"), [s.instruction for s in seeds],
+                              session.read("rejected.jsonl"), instructions=kept)
+    session.write_json("stats.json", stats)
     return format_stats(stats)

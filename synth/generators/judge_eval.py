@@ -19,7 +19,6 @@ from synth.generators.pairwise import (Candidate, Comparison, JudgeConfig, Verdi
                                        judge_comparisons, pair_probability)
 from synth.prompts import Template
 from synth.rows import read_rows, stable_id
-from synth.runs.folder import write_json_atomic
 from synth.runs.session import Session, Rejection
 
 GENERAL = Constitution("general", "1", "one general question", (Principle(
@@ -82,7 +81,7 @@ def judge_report(session: Session, rows: list[CandidateRow], comparisons: list[C
     verdicts = judge_comparisons(session, comparisons, texts, template, cfg)
     reject_failed(session, comparisons, verdicts)
     report = bias_report(comparisons, texts, verdicts, human_first=[HUMAN] * len(comparisons) if human else None)
-    write_json_atomic(session.folder.path / name, report)
+    session.write_json(name, report)
     session.notes.append(format_bias_report(report))
     return report
 

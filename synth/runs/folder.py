@@ -269,6 +269,10 @@ class RunFolder:
         self.flush()
         return read_jsonl(self.path / name)
 
+    def write_json(self, name: str, value: Any) -> None:
+        """A JSON side file of the folder (stats.json, report.json), replaced atomically."""
+        write_json_atomic(self.path / name, value)
+
     def rewrite(self, name: str, rows: list[dict]) -> None:
         """Replace a side file atomically (temp file + rename)."""
         write_jsonl_atomic(self.path / name, rows)

@@ -284,6 +284,9 @@ class Session:
     def rewrite(self, name: str, rows: list[dict]) -> None:
         self.folder.rewrite(name, rows)
 
+    def write_json(self, name: str, value: Any) -> None:
+        self.folder.write_json(name, value)
+
     def keep_rows(self, keep: Callable[[dict], bool]) -> None:
         self.folder.keep_rows(keep)
 
